@@ -1,0 +1,119 @@
+"""Helpers that map PyTorch ``state_dict`` entries onto Flax variables.
+
+Layouts: PyTorch ``Conv2d`` weights are ``(out, in, kh, kw)``, Flax ``nn.Conv``
+kernels ``(kh, kw, in, out)``; ``Linear`` weights are ``(out, in)``, Flax
+``nn.Dense`` kernels ``(in, out)``. PyTorch BatchNorm keeps ``weight``,
+``bias``, ``running_mean`` and ``running_var``; Flax keeps ``scale`` and
+``bias`` in ``params`` and ``mean`` and ``var`` in ``batch_stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+class StateDictError(ValueError):
+    """A PyTorch state_dict does not fit the model it is loaded into."""
+
+
+class StateDictReader:
+    """Reads a ``state_dict`` by name, remembering which entries were used.
+
+    ``finish()`` raises if entries were left unused (apart from those listed
+    as ignorable), so a renamed or misplaced weight can never be dropped
+    silently. ``num_batches_tracked`` entries are always ignorable.
+    """
+
+    def __init__(self, state_dict: Mapping[str, Any], model_name: str) -> None:
+        self._arrays = {
+            # Checkpoints saved from nn.DataParallel prefix every name with "module.".
+            key.removeprefix("module."): np.asarray(value)
+            for key, value in state_dict.items()
+        }
+        self._used: set[str] = set()
+        self.model_name = model_name
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._arrays
+
+    def get(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """Returns entry ``key`` as float32 (checked against ``shape`` if given)."""
+        if key not in self._arrays:
+            near = [k for k in self._arrays if k.split(".")[-1] == key.split(".")[-1]][:5]
+            raise StateDictError(
+                f"{self.model_name}: the state_dict has no entry {key!r} (entries with the same "
+                f"suffix: {near}). Check that the checkpoint was saved from the same model and "
+                "constructor arguments."
+            )
+        value = self._arrays[key]
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise StateDictError(
+                f"{self.model_name}: entry {key!r} has shape {tuple(value.shape)}, the model "
+                f"expects {tuple(shape)}. Check num_classes, num_joints and channel widths."
+            )
+        self._used.add(key)
+        return value.astype(np.float32)
+
+    def mark_used(self, keys: Iterable[str]) -> None:
+        """Declares constants the Flax model rebuilds itself (e.g. adjacency buffers)."""
+        self._used.update(k for k in keys if k in self._arrays)
+
+    def finish(self, ignore_suffixes: tuple[str, ...] = ()) -> None:
+        """Raises ``StateDictError`` if any entry was not consumed."""
+        ignored = ("num_batches_tracked", *ignore_suffixes)
+        left = sorted(
+            k for k in self._arrays if k not in self._used and not k.endswith(ignored)
+        )
+        if left:
+            raise StateDictError(
+                f"{self.model_name}: {len(left)} state_dict entries were not used: "
+                f"{left[:10]}{' ...' if len(left) > 10 else ''}. The checkpoint does not match "
+                "this model's configuration."
+            )
+
+    # Typed mappings ------------------------------------------------------
+
+    def conv(self, prefix: str, bias: bool = True) -> dict[str, np.ndarray]:
+        """``Conv2d`` (or ``Conv1d``) -> ``{"kernel": (kh, [kw,] in, out), "bias"}``."""
+        weight = self.get(f"{prefix}.weight")
+        axes = tuple(range(2, weight.ndim)) + (1, 0)
+        out = {"kernel": np.transpose(weight, axes)}
+        if bias:
+            out["bias"] = self.get(f"{prefix}.bias")
+        return out
+
+    def conv_as_dense(self, prefix: str, bias: bool = True) -> dict[str, np.ndarray]:
+        """A 1x1 ``Conv2d`` -> ``nn.Dense`` ``{"kernel": (in, out), "bias"}``."""
+        weight = self.get(f"{prefix}.weight")
+        if weight.ndim > 2 and any(s != 1 for s in weight.shape[2:]):
+            raise StateDictError(f"{self.model_name}: {prefix}.weight is not a 1x1 convolution.")
+        out = {"kernel": weight.reshape(weight.shape[0], weight.shape[1]).T}
+        if bias:
+            out["bias"] = self.get(f"{prefix}.bias")
+        return out
+
+    def linear(self, prefix: str, bias: bool = True) -> dict[str, np.ndarray]:
+        """``Linear`` -> ``nn.Dense`` ``{"kernel": (in, out), "bias"}``."""
+        out = {"kernel": self.get(f"{prefix}.weight").T}
+        if bias:
+            out["bias"] = self.get(f"{prefix}.bias")
+        return out
+
+    def batch_norm(self, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """BatchNorm -> ``({"scale", "bias"}, {"mean", "var"})`` for params and batch_stats."""
+        params = {"scale": self.get(f"{prefix}.weight"), "bias": self.get(f"{prefix}.bias")}
+        stats = {"mean": self.get(f"{prefix}.running_mean"), "var": self.get(f"{prefix}.running_var")}
+        return params, stats
+
+
+def check_overrides(model_name: str, fields: Iterable[str], overrides: Mapping[str, Any]) -> None:
+    """Raises ``TypeError`` naming the valid fields when an override is unknown."""
+    valid = set(fields)
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(
+            f"{model_name}: unknown constructor field(s) {unknown}; valid fields: {sorted(valid)}."
+        )
