@@ -125,7 +125,7 @@ class Skeleton:
         bone stream has as many "joints" as the joint stream and the centre's
         bone is zero (as in the published bone-stream data scripts).
         """
-        return self.inward_edges + ((self.center, self.center),)
+        return (*self.inward_edges, (self.center, self.center))
 
 
 KINECT_V2 = Skeleton(
@@ -187,7 +187,9 @@ def normalize_symmetric(matrix: np.ndarray) -> np.ndarray:
     """
     degrees = matrix.sum(axis=-1)
     if np.any(degrees <= 0):
-        raise ValueError("normalize_symmetric: every joint needs a positive degree (add self-loops).")
+        raise ValueError(
+            "normalize_symmetric: every joint needs a positive degree (add self-loops)."
+        )
     inv_sqrt = degrees**-0.5
     return (inv_sqrt[:, None] * matrix * inv_sqrt[None, :]).astype(np.float32)
 
@@ -356,9 +358,7 @@ def k_hop_adjacency(binary: np.ndarray, k: int, with_self: bool = True) -> np.nd
     return exact + eye if with_self else exact
 
 
-def msg3d_scales(
-    binary: np.ndarray, num_scales: int, disentangled: bool = True
-) -> np.ndarray:
+def msg3d_scales(binary: np.ndarray, num_scales: int, disentangled: bool = True) -> np.ndarray:
     """MS-G3D's multi-scale graph, ``(num_scales * V, V)`` float32, scales stacked on rows.
 
     Used by MS-G3D's ``MultiScale_GraphConv`` (spatial, with ``binary`` the

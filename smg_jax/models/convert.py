@@ -64,9 +64,7 @@ class StateDictReader:
     def finish(self, ignore_suffixes: tuple[str, ...] = ()) -> None:
         """Raises ``StateDictError`` if any entry was not consumed."""
         ignored = ("num_batches_tracked", *ignore_suffixes)
-        left = sorted(
-            k for k in self._arrays if k not in self._used and not k.endswith(ignored)
-        )
+        left = sorted(k for k in self._arrays if k not in self._used and not k.endswith(ignored))
         if left:
             raise StateDictError(
                 f"{self.model_name}: {len(left)} state_dict entries were not used: "
@@ -79,7 +77,7 @@ class StateDictReader:
     def conv(self, prefix: str, bias: bool = True) -> dict[str, np.ndarray]:
         """``Conv2d`` (or ``Conv1d``) -> ``{"kernel": (kh, [kw,] in, out), "bias"}``."""
         weight = self.get(f"{prefix}.weight")
-        axes = tuple(range(2, weight.ndim)) + (1, 0)
+        axes = (*tuple(range(2, weight.ndim)), 1, 0)
         out = {"kernel": np.transpose(weight, axes)}
         if bias:
             out["bias"] = self.get(f"{prefix}.bias")
@@ -105,7 +103,10 @@ class StateDictReader:
     def batch_norm(self, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """BatchNorm -> ``({"scale", "bias"}, {"mean", "var"})`` for params and batch_stats."""
         params = {"scale": self.get(f"{prefix}.weight"), "bias": self.get(f"{prefix}.bias")}
-        stats = {"mean": self.get(f"{prefix}.running_mean"), "var": self.get(f"{prefix}.running_var")}
+        stats = {
+            "mean": self.get(f"{prefix}.running_mean"),
+            "var": self.get(f"{prefix}.running_var"),
+        }
         return params, stats
 
 
