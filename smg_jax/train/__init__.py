@@ -1,0 +1,1 @@
+"""Training: state tree, optimizers and schedules from config, pure steps, checkpoints, the loop."""

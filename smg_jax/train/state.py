@@ -1,0 +1,62 @@
+"""The train state: one explicit tree of everything a run carries from step to step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+class TrainState(struct.PyTreeNode):
+    """Params, BatchNorm statistics, optimizer state, step and RNG key.
+
+    Every leaf is an array, so the whole state checkpoints with orbax and
+    moves across devices as one tree. The model and optimizer are not part
+    of it: they are rebuilt from the config and bound into the step
+    functions with ``functools.partial``.
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jax.Array  # raw uint32 key data, (2,)
+
+
+def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict:
+    """Initialises ``model`` on zeros of ``input_shape`` = ``(N, M, T, V, C)``."""
+    params_rng, dropout_rng = jax.random.split(rng)
+    dummy = jnp.zeros(input_shape, jnp.float32)
+    return jax.jit(lambda r, d: model.init({"params": r, "dropout": d}, dummy, train=False))(
+        params_rng, dropout_rng
+    )
+
+
+def create_train_state(
+    variables: dict, tx: optax.GradientTransformation, rng: jax.Array
+) -> TrainState:
+    """A fresh state at step 0 around initial (or pretrained) ``variables``."""
+    params = variables["params"]
+    return TrainState(
+        step=jnp.asarray(0, jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=jnp.asarray(rng, jnp.uint32),
+    )
+
+
+def variables_of(state: TrainState) -> dict:
+    """The Flax variables dict for ``model.apply``."""
+    if state.batch_stats:
+        return {"params": state.params, "batch_stats": state.batch_stats}
+    return {"params": state.params}
+
+
+def count_params(params: Any) -> int:
+    """Number of scalar parameters in a tree."""
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
