@@ -35,7 +35,8 @@ def make_config(**sections):
     config = ml_collections.ConfigDict(
         {
             "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
-                          "weight_decay": 1e-4, "weight_decay_on": "all", "grad_clip_norm": 0.0},
+                          "weight_decay": 1e-4, "weight_decay_on": "all", "weight_decay_rules": "",
+                          "grad_clip_norm": 0.0},
             "schedule": {"name": "step", "milestones": [5, 10], "gamma": 0.1,
                          "warmup_epochs": 0, "per_step": False, "min_lr": 0.0},
             "loss": {"name": "cross_entropy", "smoothing": 0.1, "beta": 0.99},
@@ -215,3 +216,23 @@ def test_best_checkpoint_keeps_the_best(tmp_path):
     for step_number, top1 in [(1, 0.2), (2, 0.6), (3, 0.4)]:
         best.save(step_number, train_state, {"metrics": {"top1": top1}})
     assert best.best_step() == 2
+
+
+def test_weight_decay_rules_per_parameter():
+    config = make_config(
+        optimizer={"weight_decay": 1e-4, "weight_decay_rules": "kernel=1e-3,mask=0"}
+    )
+    params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "mask": jnp.ones(3)}
+    rates = optim.weight_decay_rates(params, config)
+    assert rates == {"dense": {"kernel": 1e-3, "bias": 1e-4}, "mask": 0.0}
+    tx = optim.make_optimizer(config, lambda s: 1.0)
+    zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = tx.update(zero_grads, tx.init(params), params)
+    # With zero gradients, the first SGD update is -lr * (1 + momentum) * wd * p (Nesterov).
+    np.testing.assert_allclose(updates["dense"]["kernel"], -1.9e-3 * np.ones((2, 2)), rtol=1e-6)
+    np.testing.assert_allclose(updates["dense"]["bias"], -1.9e-4 * np.ones(2), rtol=1e-6)
+    np.testing.assert_allclose(updates["mask"], np.zeros(3))
+    kernels_only = make_config(optimizer={"weight_decay_on": "kernels"})
+    assert optim.weight_decay_rates(params, kernels_only)["dense"]["bias"] == 0.0
+    with pytest.raises(ValueError, match="regex=rate"):
+        optim.parse_weight_decay_rules("kernel")

@@ -11,6 +11,7 @@ piecewise constant over epochs unless ``per_step`` is asked for.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jax
@@ -67,17 +68,78 @@ def make_schedule(config: Any, steps_per_epoch: int, total_epochs: int) -> optax
             lr = jnp.asarray(base_lr, jnp.float32)
         if warmup > 0:
             ramp = base_lr * (epoch + 1.0) / warmup
-            lr = jnp.where(epoch < warmup, jnp.minimum(ramp, lr), lr)
+            lr = jnp.where(epoch < warmup, ramp, lr)
         return lr
 
     return schedule
 
 
-def _decay_mask(params: Any, target: str) -> Any:
-    if target == "all":
-        return jax.tree_util.tree_map(lambda _: True, params)
-    # "kernels": decay only weight matrices/tensors (ndim >= 2), as modern recipes do.
-    return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+def parse_weight_decay_rules(rules: str) -> list[tuple[re.Pattern, float]]:
+    """Parses ``"pattern=rate,pattern=rate"`` into compiled regexes and rates.
+
+    Some originals give parameter groups their own weight decay (Shift-GCN:
+    1e-3 on its shift-conv weights, 0 on its feature mask); a rule's regex is
+    searched in the parameter's path (``"block_1/gcn/linear_weight"``) and
+    the first rule that matches sets that parameter's rate.
+    """
+    parsed = []
+    for item in filter(None, (part.strip() for part in rules.split(","))):
+        pattern, sep, rate = item.rpartition("=")
+        if not sep or not pattern:
+            raise ValueError(
+                f"Bad optimizer.weight_decay_rules entry {item!r}: write 'regex=rate', "
+                "e.g. 'linear_weight=1e-3,feature_mask=0'."
+            )
+        try:
+            parsed.append((re.compile(pattern), float(rate)))
+        except (re.error, ValueError) as err:
+            raise ValueError(f"Bad optimizer.weight_decay_rules entry {item!r}: {err}.") from None
+    return parsed
+
+
+def weight_decay_rates(params: Any, config: Any) -> Any:
+    """The weight decay of every parameter, a tree shaped like ``params``.
+
+    ``optimizer.weight_decay`` by default; ``weight_decay_on="kernels"``
+    exempts tensors of fewer than two dimensions (biases, BatchNorm);
+    ``weight_decay_rules`` overrides by parameter path.
+    """
+    opt = config.optimizer
+    base = float(opt.get("weight_decay", 0.0))
+    target = opt.get("weight_decay_on", "all")
+    rules = parse_weight_decay_rules(opt.get("weight_decay_rules", "") or "")
+
+    def rate(path: tuple, leaf: Any) -> float:
+        name = "/".join(str(getattr(key, "key", key)) for key in path)
+        for pattern, value in rules:
+            if pattern.search(name):
+                return value
+        if target == "kernels" and leaf.ndim < 2:
+            return 0.0
+        return base
+
+    return jax.tree_util.tree_map_with_path(rate, params)
+
+
+def _decay_transforms(config: Any) -> list[optax.GradientTransformation]:
+    """One ``add_decayed_weights`` per distinct rate, each masked to its parameters."""
+    transforms = []
+    candidate_rates = {float(config.optimizer.get("weight_decay", 0.0))}
+    candidate_rates.update(
+        rate
+        for _, rate in parse_weight_decay_rules(
+            config.optimizer.get("weight_decay_rules", "") or ""
+        )
+    )
+    for rate in sorted(candidate_rates):
+        if rate == 0.0:
+            continue
+
+        def mask(params: Any, rate: float = rate) -> Any:
+            return jax.tree_util.tree_map(lambda r: r == rate, weight_decay_rates(params, config))
+
+        transforms.append(optax.add_decayed_weights(rate, mask=mask))
+    return transforms
 
 
 def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -86,7 +148,8 @@ def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTrans
     Fields: ``name`` in ``OPTIMIZERS``; ``momentum``, ``nesterov`` (SGD);
     ``b1``, ``b2``, ``eps`` (Adam); ``weight_decay``; ``weight_decay_on`` in
     ``WEIGHT_DECAY_TARGETS`` (``all`` is what the PyTorch originals do);
-    ``grad_clip_norm`` (0 disables).
+    ``weight_decay_rules`` (per-parameter rates, see
+    ``parse_weight_decay_rules``); ``grad_clip_norm`` (0 disables).
     """
     opt = config.optimizer
     if opt.name not in OPTIMIZERS:
@@ -100,12 +163,10 @@ def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTrans
     clip = float(opt.get("grad_clip_norm", 0.0) or 0.0)
     if clip > 0:
         chain.append(optax.clip_by_global_norm(clip))
-    weight_decay = float(opt.get("weight_decay", 0.0))
-    mask = lambda params: _decay_mask(params, target)  # noqa: E731
+    if opt.name in ("sgd", "adam"):
+        # L2 added to the gradient before momentum / moments, exactly like torch.optim.
+        chain.extend(_decay_transforms(config))
     if opt.name == "sgd":
-        if weight_decay:
-            # L2 added to the gradient before momentum, exactly like torch.optim.SGD.
-            chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
         chain.append(
             optax.sgd(
                 schedule,
@@ -114,14 +175,14 @@ def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTrans
             )
         )
     elif opt.name == "adam":
-        if weight_decay:
-            chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
         chain.append(
             optax.adam(
                 schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), eps=opt.get("eps", 1e-8)
             )
         )
     else:
+        # Decoupled decay scaled by the learning rate (AdamW); rules and targets as above.
+        weight_decay = float(opt.get("weight_decay", 0.0))
         chain.append(
             optax.adamw(
                 schedule,
@@ -129,7 +190,9 @@ def make_optimizer(config: Any, schedule: optax.Schedule) -> optax.GradientTrans
                 b2=opt.get("b2", 0.999),
                 eps=opt.get("eps", 1e-8),
                 weight_decay=weight_decay,
-                mask=mask,
+                mask=lambda params: jax.tree_util.tree_map(
+                    lambda r: r > 0, weight_decay_rates(params, config)
+                ),
             )
         )
     return optax.chain(*chain)
