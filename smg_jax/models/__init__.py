@@ -15,6 +15,7 @@ rngs={"dropout": key})``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 from collections.abc import Mapping
@@ -72,3 +73,23 @@ def from_torch(
     torch.load(path).items()}`` or arrays read from an ``.npz``.
     """
     return _load(name).from_torch(state_dict, num_classes=num_classes, **overrides)
+
+
+# Fields that are not ablation knobs: set by the trainer, not by experiment configs.
+_RUNTIME_FIELDS = ("parent", "name", "num_classes", "dtype", "param_dtype", "bn_axis_name")
+
+
+def default_fields(name: str) -> dict[str, Any]:
+    """The constructor fields of model ``name`` and their published defaults.
+
+    Experiment configs copy these into their ``model`` section so that every
+    knob can be overridden from the command line or a sweep, and a mistyped
+    field fails. Runtime fields (``num_classes``, ``dtype``, ...) are left out.
+    """
+    module = create(name, num_classes=1)
+    fields = {}
+    for field in dataclasses.fields(module):
+        if field.name in _RUNTIME_FIELDS or not field.init:
+            continue
+        fields[field.name] = getattr(module, field.name)
+    return fields

@@ -61,6 +61,11 @@ class Checkpointer:
         self._manager.save(step, args=args, metrics=metrics, force=True)
         self._manager.wait_until_finished()
 
+    def overwrite_meta(self, step: int, state: TrainState, meta: dict[str, Any]) -> None:
+        """Rewrites checkpoint ``step`` (same state, newer metadata such as the final eval)."""
+        self._manager.delete(step)
+        self.save(step, state, meta)
+
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 

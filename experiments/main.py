@@ -1,0 +1,41 @@
+"""Train and evaluate one model on SMG's cross-subject split.
+
+    python -m experiments.main --config=experiments/configs/stgcn.py --workdir=runs/stgcn \\
+        --config.data.manual_dir=/path/to/SMG
+
+Run the same command again to resume an interrupted run; see README.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# TensorFlow (used by TFDS for I/O only) must not claim the accelerators JAX uses.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from smg_jax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    # Our progress at INFO; the libraries' (orbax, TFDS) chatter only from WARNING up.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    for name in ("smg_jax", "tfds_smg", "experiments"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    for line in loop.summarize(results, _WORKDIR.value):
+        print(line)
+
+
+if __name__ == "__main__":
+    app.run(main)
