@@ -309,7 +309,13 @@ def _check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
     current = json.loads(config.to_json_best_effort())
     if path.exists():
         saved = json.loads(path.read_text())
-        ignore = {"train.log_every_steps", "train.progress_bar", "data.num_threads"}
+        # Fields that change how a run is watched or cut short, not what it computes.
+        ignore = {
+            "train.log_every_steps",
+            "train.progress_bar",
+            "train.max_steps",
+            "data.num_threads",
+        }
         changed = sorted(
             key
             for key in set(_flatten(saved)) | set(_flatten(current))
@@ -374,7 +380,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     best = checkpoint.Checkpointer(
         workdir / "best", max_to_keep=1, best_metric=config.eval.best_metric
     )
-    meta: dict[str, Any] = {"history": [], "best": None, "data": None}
+    # Everything besides the state that a resumed run needs to continue identically.
+    meta: dict[str, Any] = {"history": [], "best": None, "data": None, "epoch_loss": [0.0, 0]}
     restored = latest.restore(train_state)
     if restored is not None:
         train_state, meta = restored
@@ -420,16 +427,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             eval_fn, train_state, data.test, preset, int(config.eval.batch_size), threads
         )
         report = metrics.classification_report(logits, data.test_labels, data.class_names)
+        loss_sum, loss_count = meta["epoch_loss"]
         row = {
             "step": step,
             "epoch": round(step / steps_per_epoch, 3),
+            "train_loss": loss_sum / max(loss_count, 1),
             "top1": report["top1"],
             "top5": report["top5"],
             "mean_class_accuracy": report["mean_class_accuracy"],
         }
         if not meta["history"] or meta["history"][-1]["step"] != step:
             meta["history"].append(row)
-        board.scalars(step, {f"test/{k}": v for k, v in row.items() if k != "step"})
+            meta["epoch_loss"] = [0.0, 0]
+        board.scalars(step, {f"test/{k}": row[k] for k in ("top1", "top5", "mean_class_accuracy")})
         tqdm.write(
             f"epoch {row['epoch']:.1f}: test top-1 {100 * row['top1']:.2f} %, "
             f"top-5 {100 * row['top5']:.2f} %, mean class {100 * row['mean_class_accuracy']:.2f} %",
@@ -459,8 +469,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             batch = next(iterator)
             train_state, step_metrics = train_step(train_state, batch)
             step += 1
-            window_loss += float(step_metrics["loss"])
+            loss = float(step_metrics["loss"])
+            window_loss += loss
             window_count += 1
+            meta["epoch_loss"] = [meta["epoch_loss"][0] + loss, meta["epoch_loss"][1] + 1]
             if not bool(step_metrics["finite"]):
                 raise FloatingPointError(
                     f"Non-finite loss or gradient at step {step} (loss "
