@@ -304,30 +304,37 @@ class Preempted(SystemExit):
     """Raised after a SIGTERM once the checkpoint is safely written."""
 
 
-def _check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    path = workdir / "config.json"
-    current = json.loads(config.to_json_best_effort())
-    if path.exists():
-        saved = json.loads(path.read_text())
-        # Fields that change how a run is watched or cut short, not what it computes.
-        ignore = {
-            "train.log_every_steps",
-            "train.progress_bar",
-            "train.max_steps",
-            "data.num_threads",
-        }
-        changed = sorted(
-            key
-            for key in set(_flatten(saved)) | set(_flatten(current))
-            if key not in ignore and _flatten(saved).get(key) != _flatten(current).get(key)
+def config_changes(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> list[str]:
+    """The fields in which ``config`` differs from the run saved in ``workdir`` (sorted).
+
+    Empty when ``workdir`` holds no ``config.json`` yet or the same config.
+    Fields that change how a run is watched or cut short, not what it
+    computes, are not compared.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        return []
+    saved = _flatten(json.loads(path.read_text()))
+    current = _flatten(json.loads(config.to_json_best_effort()))
+    ignore = {"train.log_every_steps", "train.progress_bar", "train.max_steps", "data.num_threads"}
+    return sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in ignore and saved.get(key) != current.get(key)
+    )
+
+
+def check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Refuses a ``workdir`` that holds a run of another config; records the config otherwise."""
+    changed = config_changes(workdir, config)
+    if changed:
+        raise ConfigError(
+            f"{workdir} holds a run with another config (fields differing: {changed[:8]}). "
+            "Resume it with the same config, or choose a new --workdir."
         )
-        if changed:
-            raise ConfigError(
-                f"{workdir} holds a run with another config (fields differing: {changed[:8]}). "
-                "Resume it with the same config, or choose a new --workdir."
-            )
-    else:
-        metrics.write_json(current, path)
+    path = workdir / "config.json"
+    if not path.exists():
+        metrics.write_json(json.loads(config.to_json_best_effort()), path)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -351,7 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_resume_config(workdir, config)
+    check_resume_config(workdir, config)
     data = load_data(config)
     num_classes = len(data.class_names)
     preset = make_preset(config)
@@ -381,10 +388,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         workdir / "best", max_to_keep=1, best_metric=config.eval.best_metric
     )
     # Everything besides the state that a resumed run needs to continue identically.
-    meta: dict[str, Any] = {"history": [], "best": None, "data": None, "epoch_loss": [0.0, 0]}
+    # "train_time": [steps timed, seconds] of the train steps alone (no eval, no checkpoint,
+    # no compilation), summed over the invocations of a resumed run: the throughput.
+    meta: dict[str, Any] = {
+        "history": [],
+        "best": None,
+        "data": None,
+        "epoch_loss": [0.0, 0],
+        "train_time": [0, 0.0],
+    }
     restored = latest.restore(train_state)
     if restored is not None:
         train_state, meta = restored
+        meta.setdefault("train_time", [0, 0.0])  # checkpoints written before it existed
         log.info("Resumed from %s at step %d", latest.directory, int(train_state.step))
 
     train_step = jax.jit(
@@ -465,11 +481,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             disable=not tc.progress_bar,
             file=sys.stderr,
         )
+        compiled = False  # the first step of each invocation compiles: not timed
         while step < total_steps:
+            step_start = time.perf_counter()
             batch = next(iterator)
             train_state, step_metrics = train_step(train_state, batch)
             step += 1
-            loss = float(step_metrics["loss"])
+            loss = float(step_metrics["loss"])  # waits for the step to finish
+            if compiled:
+                timed_steps, timed_seconds = meta["train_time"]
+                seconds = time.perf_counter() - step_start
+                meta["train_time"] = [timed_steps + 1, timed_seconds + seconds]
+            compiled = True
             window_loss += loss
             window_count += 1
             meta["epoch_loss"] = [meta["epoch_loss"][0] + loss, meta["epoch_loss"][1] + 1]
@@ -519,10 +542,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     else:
         latest.save(step, train_state, meta)
     board.close()
-    return _write_results(config, workdir, data, final, meta, num_params, preset)
+    return write_results(config, workdir, data, final, meta, num_params, preset)
 
 
-def _write_results(config, workdir, data: Data, final, meta, num_params, preset) -> dict:
+def write_results(config, workdir, data: Data, final, meta, num_params, preset) -> dict:
+    """Writes a run's report files (see the module docstring) and returns ``results.json``'s dict.
+
+    ``meta`` is the run's checkpoint metadata (``history``, ``best``, ``train_time``).
+    """
     report = final["report"]
     baseline = metrics.majority_baseline(data.train_labels, data.test_labels, len(data.class_names))
     label = f"{config.model.name} ({config.data.preset} preset, {preset.stream} stream)"
@@ -559,6 +586,8 @@ def _write_results(config, workdir, data: Data, final, meta, num_params, preset)
         "data": data.description,
         "synthetic": data.synthetic,
         "num_params": num_params,
+        # Training clips per second of train-step time (None when no step was timed).
+        "train_clips_per_second": _clips_per_second(meta, int(config.train.batch_size)),
         "final": report,
         "majority_baseline": baseline,
         "best_test_epoch": meta.get("best"),
@@ -568,6 +597,11 @@ def _write_results(config, workdir, data: Data, final, meta, num_params, preset)
     metrics.write_json({"history": meta.get("history", [])}, workdir / "history.json")
     log.info("Results: %s, %s, %s", workdir / "results.md", workdir / "results.json", png)
     return results
+
+
+def _clips_per_second(meta: dict[str, Any], batch_size: int) -> float | None:
+    steps, seconds = meta.get("train_time", [0, 0.0])
+    return steps * batch_size / seconds if steps and seconds > 0 else None
 
 
 def _example_name(example: dict[str, Any]) -> str:
