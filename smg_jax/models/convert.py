@@ -118,3 +118,102 @@ def check_overrides(model_name: str, fields: Iterable[str], overrides: Mapping[s
         raise TypeError(
             f"{model_name}: unknown constructor field(s) {unknown}; valid fields: {sorted(valid)}."
         )
+
+
+# Additions for the graph-convolution models (stgcn, agcn, gcnnas, ctrgcn) ------
+
+
+def temporal_conv(reader: StateDictReader, prefix: str, bias: bool = True) -> dict[str, np.ndarray]:
+    """A ``Conv2d`` with a ``(k, 1)`` kernel -> ``{"kernel": (k, in, out), "bias"}``.
+
+    The layout of a 1-D convolution over frames with joints folded into the
+    batch (``blocks.TemporalConv``). A ``(k, w)`` kernel with ``w != 1`` is
+    an error.
+    """
+    weight = reader.get(f"{prefix}.weight")
+    if weight.ndim != 4 or weight.shape[3] != 1:
+        raise StateDictError(
+            f"{reader.model_name}: {prefix}.weight has shape {weight.shape}; expected a Conv2d "
+            "weight (out, in, k, 1) of a temporal convolution."
+        )
+    out = {"kernel": np.transpose(weight[..., 0], (2, 1, 0))}
+    if bias:
+        out["bias"] = reader.get(f"{prefix}.bias")
+    return out
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+    import jax
+
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        "/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(leaf))
+        for path, leaf in flat
+    }
+
+
+def check_variables(model_name: str, variables: Any, module: Any, example_input: Any) -> None:
+    """Raises ``StateDictError`` unless ``variables`` matches ``module.init`` leaf for leaf.
+
+    Compares the paths and shapes of the converted tree with those of
+    ``module.init(key, example_input)`` (computed abstractly, no FLOPs), so a
+    converter that forgot, invented or mis-shaped a variable fails loudly.
+    ``example_input`` may be an array or a ``jax.ShapeDtypeStruct``.
+    """
+    import jax
+
+    expected = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), example_input)
+    got, want = _shapes_by_path(variables), _shapes_by_path(expected)
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+    if missing or extra or wrong:
+        details = [
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {extra[:5]}" if extra else "",
+            "mis-shaped " + ", ".join(f"{k}: {got[k]} vs {want[k]}" for k in wrong[:5])
+            if wrong
+            else "",
+        ]
+        raise StateDictError(
+            f"{model_name}: the converted variables do not fit the model: "
+            f"{'; '.join(d for d in details if d)}."
+        )
+
+
+class VariableTree:
+    """Collects converted arrays into ``{"params": ..., "batch_stats": ...}`` by Flax path.
+
+    Paths are slash-separated module names, e.g. ``"l5/gcn1/conv_d"``.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.batch_stats: dict[str, Any] = {}
+
+    @staticmethod
+    def _put(root: dict[str, Any], path: str, value: Any) -> None:
+        *parents, leaf = path.split("/")
+        node = root
+        for name in parents:
+            node = node.setdefault(name, {})
+        if leaf in node:
+            raise ValueError(f"VariableTree: {path!r} is set twice.")
+        node[leaf] = value
+
+    def param(self, path: str, value: Any) -> None:
+        """Puts a parameter leaf or a ``{"kernel", "bias"}`` dict at ``path``."""
+        self._put(self.params, path, value)
+
+    def stats(self, path: str, value: Any) -> None:
+        """Puts running statistics ``{"mean", "var"}`` (e.g. of fused BatchNorms) at ``path``."""
+        self._put(self.batch_stats, path, value)
+
+    def batch_norm(self, path: str, reader: StateDictReader, prefix: str) -> None:
+        """Puts BatchNorm ``prefix``'s scale/bias and running statistics at ``path``."""
+        params, stats = reader.batch_norm(prefix)
+        self._put(self.params, path, params)
+        self._put(self.batch_stats, path, stats)
+
+    def variables(self) -> dict[str, Any]:
+        return {"params": self.params, "batch_stats": self.batch_stats}

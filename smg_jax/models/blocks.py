@@ -1,0 +1,726 @@
+"""Pieces that two or more skeleton models share.
+
+Internal layout
+---------------
+Every model here takes the public ``(N, M, T, V, C)`` input and works
+internally on ``(B, V, T, C)``: ``B = N * M`` skeleton sequences, joints
+major, channels last. Folding joints into the batch is then a free reshape,
+which makes the temporal convolution a 1-D convolution over frames, the
+fastest formulation XLA's CPU backend offers (see ``shared/PERF.md``).
+PyTorch's ``(N*M, C, T, V)`` channel ``c``, frame ``t``, joint ``v`` is our
+``[:, v, t, c]``.
+
+PyTorch conventions kept on purpose
+-----------------------------------
+* ``BatchNorm`` normalises with the biased batch variance but puts the
+  *unbiased* one into its running average, and its ``momentum=0.1`` weighs
+  the new batch; ``BatchNorm`` below does the same (``momentum=0.9`` in
+  Flax's convention: the weight of the old average).
+* Output lengths follow ``Conv2d``/``MaxPool2d`` arithmetic exactly:
+  ``floor((T + 2 p - d (k - 1) - 1) / s) + 1``.
+* The initialisers are the published ones (``kaiming_normal`` with
+  ``fan_out``, ``normal(0, 0.02)``, constant BatchNorm scales, PyTorch's
+  default ``Linear`` bias), as Flax initialisers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smg_jax.graph import Skeleton, get_skeleton
+from smg_jax.models.convert import (
+    StateDictReader,
+    VariableTree,
+    check_overrides,
+    temporal_conv,
+)
+
+Array = jax.Array
+Dtype = Any
+Initializer = Callable[..., Array]
+
+# ---------------------------------------------------------------------------
+# Initialisers (PyTorch's, written as Flax initialisers).
+# ---------------------------------------------------------------------------
+
+
+def normal(mean: float = 0.0, std: float = 1.0) -> Initializer:
+    """``nn.init.normal_(w, mean, std)``: untruncated normal."""
+
+    def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
+        return (mean + std * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
+    return init
+
+
+def kaiming_fan_out(out_channels: int, kernel_size: int = 1) -> Initializer:
+    """``nn.init.kaiming_normal_(w, mode='fan_out')`` of one ``Conv2d(., out, (k, 1))``.
+
+    The standard deviation is ``sqrt(2 / (out * k))`` whatever shape the Flax
+    kernel takes, so several PyTorch convolutions stacked into one kernel
+    keep each its own published scale.
+    """
+    return normal(0.0, math.sqrt(2.0 / (out_channels * kernel_size)))
+
+
+def torch_linear_bias(fan_in: int) -> Initializer:
+    """PyTorch's default ``Linear``/``Conv`` bias: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
+
+    return init
+
+
+def constant(value: float) -> Initializer:
+    return nn.initializers.constant(value)
+
+
+zeros = nn.initializers.zeros
+ones = nn.initializers.ones
+
+
+def conv_output_length(length: int, kernel: int, stride: int = 1, pad: int = 0, dilation: int = 1):
+    """PyTorch's ``Conv2d``/``MaxPool2d`` output length along one axis."""
+    return (length + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# ---------------------------------------------------------------------------
+# Normalisation.
+# ---------------------------------------------------------------------------
+
+
+class BatchNorm(nn.Module):
+    """``torch.nn.BatchNorm{1,2}d`` over the last axis, statistics over all others.
+
+    Attributes:
+      momentum: Flax convention, the weight of the old running average
+        (PyTorch's ``momentum=0.1`` is ``0.9`` here).
+      epsilon: added to the variance (PyTorch's ``eps=1e-5``).
+      scale_init: initial ``weight`` (1, 1e-6 for the zero-initialised
+        residual branches, ``N(1, 0.02)`` in ST-GCN's recipe).
+      axis_name: a ``pmap``/``shard_map`` axis to average statistics over
+        (cross-replica BatchNorm); ``None`` keeps them per device.
+      dtype: dtype of the output; statistics are always float32.
+      param_dtype: dtype of ``scale``/``bias``.
+    """
+
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    scale_init: Initializer = ones
+    axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        features = x.shape[-1]
+        scale = self.param("scale", self.scale_init, (features,), self.param_dtype)
+        bias = self.param("bias", zeros, (features,), self.param_dtype)
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+
+        xf = x.astype(jnp.float32)
+        if train:
+            axes = tuple(range(x.ndim - 1))
+            mean = xf.mean(axes)
+            if self.axis_name is not None:
+                mean = jax.lax.pmean(mean, self.axis_name)
+            var = jnp.square(xf - mean).mean(axes)
+            count = math.prod(x.shape[:-1])
+            if self.axis_name is not None:
+                var = jax.lax.pmean(var, self.axis_name)
+                count = count * jax.lax.psum(1, self.axis_name)
+            if not self.is_initializing():
+                # PyTorch keeps the unbiased variance in its running average.
+                unbiased = var * (count / max(count - 1, 1))
+                keep = self.momentum
+                running_mean.value = keep * running_mean.value + (1 - keep) * mean
+                running_var.value = keep * running_var.value + (1 - keep) * unbiased
+        else:
+            mean, var = running_mean.value, running_var.value
+        multiplier = scale.astype(jnp.float32) * jax.lax.rsqrt(var + self.epsilon)
+        y = (xf - mean) * multiplier + bias.astype(jnp.float32)
+        return y.astype(self.dtype or x.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Convolutions in the (B, V, T, C) layout.
+# ---------------------------------------------------------------------------
+
+
+class TemporalConv(nn.Module):
+    """``Conv2d(C, features, (k, 1), stride=(s, 1), padding=(p, 0), dilation=(d, 1))``.
+
+    Input ``(B, V, T, C)``, output ``(B, V, T', features)`` with PyTorch's
+    ``T' = floor((T + 2p - d(k-1) - 1) / s) + 1``. Joints fold into the batch
+    and the convolution runs 1-D over frames; a one-frame kernel is a strided
+    slice and a matmul. This is the one place that decides how temporal
+    convolution is computed, so it can be swapped for a faster formulation.
+
+    Attributes:
+      features: output channels.
+      kernel_size: ``k`` frames.
+      stride: ``s``.
+      dilation: ``d``.
+      padding: ``p`` zero frames on each side; ``None`` gives
+        ``d (k - 1) // 2``, the "same" padding every published model uses.
+      kernel_init / bias_init: of the ``(k, C, features)`` kernel and the bias.
+    """
+
+    features: int
+    kernel_size: int = 9
+    stride: int = 1
+    dilation: int = 1
+    padding: int | None = None
+    use_bias: bool = True
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = zeros
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        b, v, t, c = x.shape
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        pad = d * (k - 1) // 2 if self.padding is None else self.padding
+        kernel = self.param("kernel", self.kernel_init, (k, c, self.features), self.param_dtype)
+        dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+        x, kernel = x.astype(dtype), kernel.astype(dtype)
+        if k == 1 and pad == 0:
+            y = x[:, :, ::s] @ kernel[0]
+        else:
+            y = jax.lax.conv_general_dilated(
+                x.reshape(b * v, t, c),
+                kernel,
+                window_strides=(s,),
+                padding=[(pad, pad)],
+                rhs_dilation=(d,),
+                dimension_numbers=("NWC", "WIO", "NWC"),
+            )
+            y = y.reshape(b, v, y.shape[1], self.features)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(
+                dtype
+            )
+        return y
+
+
+class ParamsOnlyConv(nn.Module):
+    """Declares a ``TemporalConv``'s parameters without computing anything.
+
+    For convolutions that a published model constructs (so they count as
+    trainable parameters and sit in its checkpoints) but never calls.
+    """
+
+    in_features: int
+    features: int
+    kernel_size: int
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = zeros
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> None:
+        shape = (self.kernel_size, self.in_features, self.features)
+        self.param("kernel", self.kernel_init, shape, self.param_dtype)
+        self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+
+
+def max_pool_time(x: Array, window: int, stride: int, pad: int) -> Array:
+    """``MaxPool2d((window, 1), (stride, 1), (pad, 0))`` on ``(B, V, T, C)``: pads with -inf."""
+    return nn.max_pool(
+        x.reshape(-1, *x.shape[2:]),
+        window_shape=(window,),
+        strides=(stride,),
+        padding=[(pad, pad)],
+    ).reshape(*x.shape[:2], -1, x.shape[-1])
+
+
+class TemporalUnit(nn.Module):
+    """``unit_tcn`` of 2s-AGCN / GCN-NAS / CTR-GCN: ``BN(Conv2d((k, 1), stride))``.
+
+    Also the 1x1 projections of the residual paths (``kernel_size=1``:
+    ``down`` of a widening graph unit, the strided ``residual`` of a block). The
+    convolution has ``kaiming_normal(fan_out)`` weights (unless
+    ``kernel_init`` says otherwise) and zero bias, the BatchNorm scale starts
+    at ``bn_scale_init`` (1). Names ``conv`` and ``bn`` as upstream.
+    """
+
+    features: int
+    kernel_size: int = 9
+    stride: int = 1
+    kernel_init: Initializer | None = None
+    bn_scale_init: Initializer = ones
+    bn_axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        x = TemporalConv(
+            self.features,
+            self.kernel_size,
+            self.stride,
+            padding=(self.kernel_size - 1) // 2,
+            kernel_init=self.kernel_init or kaiming_fan_out(self.features, self.kernel_size),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
+        return BatchNorm(
+            scale_init=self.bn_scale_init,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn",
+        )(x, train)
+
+
+# ---------------------------------------------------------------------------
+# Graph convolutions.
+# ---------------------------------------------------------------------------
+
+
+def aggregate(x: Array, adjacency: Array) -> Array:
+    """``x @ A`` over joints for each subset: ``(B, V, T, C), (K|B K, V, W) -> (B, W, T, K, C)``.
+
+    ``out[b, w, t, k, c] = sum_v x[b, v, t, c] A[(b,) k, v, w]``: output joint
+    ``w`` gathers joints ``v`` weighted by column ``w`` (the published
+    ``einsum('nkctv,kvw->nctw')`` and ``torch.matmul(x, A)``).
+    """
+    if adjacency.ndim == 3:
+        return jnp.einsum("bvtc,kvw->bwtkc", x, adjacency)
+    return jnp.einsum("bvtc,bkvw->bwtkc", x, adjacency)
+
+
+class SubsetProjection(nn.Module):
+    """``K`` 1x1 convolutions, one per adjacency subset, summed: ``sum_k W_k z_k + b_k``.
+
+    Input ``(B, W, T, K, C)`` (``aggregate``'s output), output
+    ``(B, W, T, features)``. Kernel ``(K, C, features)``, bias ``(K, features)``
+    (the ``K`` PyTorch ``conv_d`` layers side by side).
+    """
+
+    features: int
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = zeros
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: Array) -> Array:
+        k, c = z.shape[-2:]
+        kernel = self.param("kernel", self.kernel_init, (k, c, self.features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (k, self.features), self.param_dtype)
+        dtype = self.dtype or jnp.result_type(z.dtype, self.param_dtype)
+        y = z.astype(dtype).reshape(*z.shape[:-2], k * c) @ kernel.reshape(k * c, -1).astype(dtype)
+        return y + bias.sum(0).astype(dtype)
+
+
+class GraphConv(nn.Module):
+    """ST-GCN's ``ConvTemporalGraphical``: a 1x1 conv to ``K * features`` then ``x @ A_k`` summed.
+
+    Input ``(B, V, T, C)``, adjacency ``(K, V, V)``, output
+    ``(B, V, T, features)``. The published order is project-then-aggregate;
+    when ``C <= features`` we aggregate first (fewer multiplications, the
+    same sum up to float rounding), moving the bias through the graph as
+    ``sum_k b_k * colsum(A_k)``.
+
+    Params: ``kernel (C, K * features)`` and ``bias (K * features,)`` with
+    PyTorch's output channel order ``k * features + c``.
+    """
+
+    features: int
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = zeros
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, adjacency: Array) -> Array:
+        b, v, t, c = x.shape
+        k = adjacency.shape[0]
+        o = self.features
+        kernel = self.param("kernel", self.kernel_init, (c, k * o), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (k * o,), self.param_dtype)
+        dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+        x, kernel, bias = x.astype(dtype), kernel.astype(dtype), bias.astype(dtype)
+        adjacency = adjacency.astype(dtype)
+        if c <= o:
+            z = aggregate(x, adjacency).reshape(b, v, t, k * c)
+            # (C, K*O) -> (K*C, O): contract subsets and channels at once.
+            w = kernel.reshape(c, k, o).transpose(1, 0, 2).reshape(k * c, o)
+            bias_through_graph = jnp.einsum("ko,kw->wo", bias.reshape(k, o), adjacency.sum(1))
+            return z @ w + bias_through_graph[None, :, None, :]
+        y = (x @ kernel + bias).reshape(b, v, t, k, o)
+        return jnp.einsum("bvtko,kvw->bwto", y, adjacency)
+
+
+BRANCHES = ("spatial", "temporal", "spatiotemporal")
+
+
+class AdaptiveGraphConv(nn.Module):
+    """``unit_gcn`` of 2s-AGCN, and GCN-NAS's searched variants of it.
+
+    Input ``(B, V, T, C)`` and a fixed ``(K, V, V)`` adjacency ``base``;
+    output ``(B, V, T, features)``. For each subset ``k`` the graph is
+    ``base_k + B_k + sum(data-dependent graphs)``, with ``B_k`` a learned
+    offset (2s-AGCN's ``PA``, initialised to ``1e-6``). Each data-dependent
+    graph is ``softmax_v(theta(x)^T phi(x) / (C_e T))`` over the joints ``v``
+    it gathers from, with ``theta``/``phi`` embeddings of ``C_e =
+    features // coff_embedding`` channels and ``T`` the current number of
+    frames, as published. The output is ``BN(sum_k W_k (x @ A_k)) +
+    down(x)`` followed by ReLU, with ``BN`` starting at scale ``1e-6``.
+
+    Branches (the kinds of data-dependent graphs):
+      * ``"spatial"``: 1x1 embeddings (``conv_a``/``conv_b``; 2s-AGCN's ``C_k``).
+      * ``"temporal"``: ``temporal_kernel_size``-frame embeddings
+        (``conv_T1``/``conv_T2``; GCN-NAS).
+      * ``"spatiotemporal"``: GCN-NAS's ``conv_ST11``/``conv_ST12``. Upstream
+        builds ``2K`` convolutions alternating 1 and 9 frames but subset ``k``
+        uses entry ``k`` (so kernels 1, 9, 1 for ``K = 3``); the other ``K``
+        are constructed, counted and saved, never called. We declare them too
+        so that parameter counts and checkpoints match.
+
+    Embedding convolutions of all subsets are stacked into one kernel (one
+    matmul or convolution instead of ``K``), each with its published
+    ``kaiming_normal(fan_out)`` scale; ``conv_d`` is a ``SubsetProjection``
+    with ``normal(0, sqrt(2 / (out * in * K)))`` weights.
+    """
+
+    features: int
+    branches: tuple[str, ...] = ("spatial",)
+    learned_offset: bool = True
+    coff_embedding: int = 4
+    temporal_kernel_size: int = 9
+    bn_axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    def _embedding(self, x: Array, k: int, kernel: int, name: str) -> Array:
+        inter = self.features // self.coff_embedding
+        y = TemporalConv(
+            k * inter,
+            kernel,
+            kernel_init=kaiming_fan_out(inter, kernel),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )(x)
+        return y.reshape(*y.shape[:-1], k, inter)
+
+    def _st_embedding(self, x: Array, k: int, name: str) -> Array:
+        # conv_ST1x[j] has 1 frame for even j, ``temporal_kernel_size`` for odd j.
+        inter = self.features // self.coff_embedding
+        sizes = [1 if j % 2 == 0 else self.temporal_kernel_size for j in range(2 * k)]
+        outs = []
+        for j, size in enumerate(sizes):
+            init = kaiming_fan_out(inter, size)
+            if j < k:
+                outs.append(
+                    TemporalConv(
+                        inter,
+                        size,
+                        kernel_init=init,
+                        dtype=self.dtype,
+                        param_dtype=self.param_dtype,
+                        name=f"{name}_{j}",
+                    )(x)
+                )
+            else:
+                ParamsOnlyConv(
+                    x.shape[-1], inter, size, init, param_dtype=self.param_dtype, name=f"{name}_{j}"
+                )()
+        return jnp.stack(outs, axis=-2)
+
+    @nn.compact
+    def __call__(self, x: Array, base: Array, train: bool) -> Array:
+        unknown = set(self.branches) - set(BRANCHES)
+        if unknown:
+            raise ValueError(f"Unknown graph branch(es) {sorted(unknown)}; choose from {BRANCHES}.")
+        k = base.shape[0]
+        t = x.shape[2]
+        inter = self.features // self.coff_embedding
+        adjacency = base.astype(jnp.float32)
+        if self.learned_offset:
+            adjacency = adjacency + self.param(
+                "PA", constant(1e-6), base.shape, self.param_dtype
+            ).astype(jnp.float32)
+
+        pairs = {
+            "spatial": lambda: (
+                self._embedding(x, k, 1, "conv_a"),
+                self._embedding(x, k, 1, "conv_b"),
+            ),
+            "temporal": lambda: (
+                self._embedding(x, k, self.temporal_kernel_size, "conv_T1"),
+                self._embedding(x, k, self.temporal_kernel_size, "conv_T2"),
+            ),
+            "spatiotemporal": lambda: (
+                self._st_embedding(x, k, "conv_ST11"),
+                self._st_embedding(x, k, "conv_ST12"),
+            ),
+        }
+        for branch in self.branches:
+            theta, phi = pairs[branch]()
+            scores = jnp.einsum("bvtki,bwtki->bkvw", theta, phi).astype(jnp.float32)
+            adjacency = adjacency + jax.nn.softmax(scores / (inter * t), axis=2)
+
+        dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+        y = SubsetProjection(
+            self.features,
+            kernel_init=normal(0.0, math.sqrt(2.0 / (self.features * x.shape[-1] * k))),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv_d",
+        )(aggregate(x.astype(dtype), adjacency.astype(dtype)))
+        y = BatchNorm(
+            scale_init=constant(1e-6),
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn",
+        )(y, train)
+        if x.shape[-1] != self.features:
+            down = TemporalUnit(
+                self.features,
+                kernel_size=1,
+                bn_axis_name=self.bn_axis_name,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="down",
+            )(x, train)
+        else:
+            down = x
+        return nn.relu(y + down)
+
+
+class AdaptiveUnit(nn.Module):
+    """``TCN_GCN_unit`` of 2s-AGCN / GCN-NAS: ``ReLU(tcn(gcn(x)) + residual(x))``.
+
+    ``gcn1`` is an ``AdaptiveGraphConv``, ``tcn1`` a ``TemporalUnit`` with the
+    block's stride; the residual is absent (first block), the identity, or a
+    strided 1x1 ``TemporalUnit``. Input ``(B, V, T, C)``, output
+    ``(B, V, floor((T - 1) / stride) + 1, features)``.
+    """
+
+    features: int
+    stride: int = 1
+    residual: bool = True
+    branches: tuple[str, ...] = ("spatial",)
+    learned_offset: bool = True
+    coff_embedding: int = 4
+    temporal_kernel_size: int = 9
+    bn_axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, base: Array, train: bool) -> Array:
+        common = dict(
+            bn_axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        if not self.residual:
+            res = 0.0
+        elif x.shape[-1] == self.features and self.stride == 1:
+            res = x
+        else:
+            res = TemporalUnit(
+                self.features, kernel_size=1, stride=self.stride, name="residual", **common
+            )(x, train)
+        y = AdaptiveGraphConv(
+            self.features,
+            self.branches,
+            self.learned_offset,
+            self.coff_embedding,
+            self.temporal_kernel_size,
+            name="gcn1",
+            **common,
+        )(x, base, train)
+        y = TemporalUnit(
+            self.features, self.temporal_kernel_size, self.stride, name="tcn1", **common
+        )(y, train)
+        return nn.relu(y + res)
+
+
+def load_stacked_conv(reader: StateDictReader, prefixes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Several ``Conv2d((k, 1))`` side by side -> one ``TemporalConv`` of all their outputs."""
+    parts = [temporal_conv(reader, prefix) for prefix in prefixes]
+    return {
+        "kernel": np.concatenate([p["kernel"] for p in parts], axis=-1),
+        "bias": np.concatenate([p["bias"] for p in parts], axis=-1),
+    }
+
+
+def load_adaptive_unit(
+    reader: StateDictReader,
+    tree: VariableTree,
+    torch_prefix: str,
+    ours: str,
+    num_subsets: int,
+    branches: Sequence[str],
+) -> None:
+    """Maps one upstream ``TCN_GCN_unit`` (2s-AGCN or GCN-NAS) onto an ``AdaptiveUnit``."""
+    gcn, k = f"{torch_prefix}.gcn1", num_subsets
+    if f"{gcn}.PA" in reader:
+        tree.param(f"{ours}/gcn1/PA", reader.get(f"{gcn}.PA"))
+    names = {"spatial": ("conv_a", "conv_b"), "temporal": ("conv_T1", "conv_T2")}
+    for branch in branches:
+        if branch == "spatiotemporal":
+            for name in ("conv_ST11", "conv_ST12"):
+                for j in range(2 * k):
+                    tree.param(
+                        f"{ours}/gcn1/{name}_{j}", temporal_conv(reader, f"{gcn}.{name}.{j}")
+                    )
+            continue
+        for name in names[branch]:
+            prefixes = [f"{gcn}.{name}.{i}" for i in range(k)]
+            tree.param(f"{ours}/gcn1/{name}", load_stacked_conv(reader, prefixes))
+    conv_d = [reader.conv_as_dense(f"{gcn}.conv_d.{i}") for i in range(k)]
+    tree.param(
+        f"{ours}/gcn1/conv_d",
+        {
+            "kernel": np.stack([c["kernel"] for c in conv_d]),
+            "bias": np.stack([c["bias"] for c in conv_d]),
+        },
+    )
+    tree.batch_norm(f"{ours}/gcn1/bn", reader, f"{gcn}.bn")
+    if f"{gcn}.down.0.weight" in reader:
+        tree.param(f"{ours}/gcn1/down/conv", temporal_conv(reader, f"{gcn}.down.0"))
+        tree.batch_norm(f"{ours}/gcn1/down/bn", reader, f"{gcn}.down.1")
+    tree.param(f"{ours}/tcn1/conv", temporal_conv(reader, f"{torch_prefix}.tcn1.conv"))
+    tree.batch_norm(f"{ours}/tcn1/bn", reader, f"{torch_prefix}.tcn1.bn")
+    if f"{torch_prefix}.residual.conv.weight" in reader:
+        tree.param(f"{ours}/residual/conv", temporal_conv(reader, f"{torch_prefix}.residual.conv"))
+        tree.batch_norm(f"{ours}/residual/bn", reader, f"{torch_prefix}.residual.bn")
+
+
+# ---------------------------------------------------------------------------
+# Input normalisation and the classification head.
+# ---------------------------------------------------------------------------
+
+
+class DataBatchNorm(nn.Module):
+    """The published input BatchNorm and the move into the internal layout.
+
+    Input ``(N, M, T, V, C)``; output ``(N * M, V, T, C)``.
+
+    ``bodies_in_channels=True`` (2s-AGCN, GCN-NAS, CTR-GCN, MS-G3D):
+    ``BatchNorm1d(M * V * C)`` with channel ``m*V*C + v*C + c`` (the
+    originals' ``x.permute(0, 4, 3, 1, 2).view(N, M*V*C, T)``), statistics
+    over clips and frames. ``False`` (ST-GCN): ``BatchNorm1d(V * C)`` with
+    channel ``v*C + c`` and bodies folded into the batch.
+    """
+
+    bodies_in_channels: bool = True
+    scale_init: Initializer = ones
+    bn_axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        n, m, t, v, c = x.shape
+        if self.bodies_in_channels:
+            flat = x.transpose(0, 2, 1, 3, 4).reshape(n, t, m * v * c)
+        else:
+            flat = x.reshape(n * m, t, v * c)
+        flat = BatchNorm(
+            scale_init=self.scale_init,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn",
+        )(flat, train)
+        if self.bodies_in_channels:
+            x = flat.reshape(n, t, m, v, c).transpose(0, 2, 3, 1, 4)
+        else:
+            x = flat.reshape(n, m, t, v, c).transpose(0, 1, 3, 2, 4)
+        return x.reshape(n * m, v, t, c)
+
+
+def published_classifier(
+    num_classes: int, in_features: int, dtype: Dtype | None, param_dtype: Dtype, name: str = "fc"
+) -> nn.Dense:
+    """2s-AGCN's ``fc`` (also GCN-NAS's, CTR-GCN's): ``normal(0, sqrt(2 / num_classes))``
+    weights and PyTorch's default ``Linear`` bias."""
+    return nn.Dense(
+        num_classes,
+        kernel_init=normal(0.0, math.sqrt(2.0 / num_classes)),
+        bias_init=torch_linear_bias(in_features),
+        dtype=dtype,
+        param_dtype=param_dtype,
+        name=name,
+    )
+
+
+def pool_bodies(x: Array, num_clips: int) -> Array:
+    """Global average over joints and frames, then over bodies: ``(N*M, V, T, C) -> (N, C)``."""
+    b, v, t, c = x.shape
+    per_body = x.astype(jnp.float32).reshape(b, v * t, c).mean(1)
+    return per_body.reshape(num_clips, b // num_clips, c).mean(1)
+
+
+def check_input(
+    model_name: str, x: Array, num_joints: int, in_channels: int, num_persons: int | None = None
+) -> None:
+    """Raises ``ValueError`` naming the expected layout when ``x`` does not fit the model."""
+    bodies = "M" if num_persons is None else f"M={num_persons}"
+    if (
+        x.ndim != 5
+        or x.shape[3] != num_joints
+        or x.shape[4] != in_channels
+        or (num_persons is not None and x.shape[1] != num_persons)
+    ):
+        raise ValueError(
+            f"{model_name}: expected x of shape (N, {bodies}, T, V={num_joints}, C={in_channels}) "
+            f"(clips, bodies, frames, joints, channels), got {tuple(x.shape)}. The number of "
+            "bodies is the model's num_persons field."
+        )
+
+
+def resolve_skeleton(skeleton: str | Skeleton) -> Skeleton:
+    """A ``Skeleton`` given itself or its name (``"kinect_v2"``, alias ``"ntu"``)."""
+    return skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
+
+
+def build_module(cls: type[nn.Module], model_name: str, num_classes: int, overrides: Mapping):
+    """``cls(num_classes=..., **overrides)`` after checking every override is a field.
+
+    Lists become tuples so that the module stays hashable (a requirement of
+    ``jax.jit`` on bound ``apply`` methods and of Flax's own caching).
+    """
+    fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")]
+    check_overrides(model_name, [f for f in fields if f != "num_classes"], overrides)
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return cls(num_classes=num_classes, **fixed)
+
+
+def example_input_for(module: nn.Module) -> jax.ShapeDtypeStruct:
+    """An abstract ``(1, M, 16, V, C)`` input for ``convert.check_variables``."""
+    v = resolve_skeleton(module.skeleton).num_joints
+    shape = (1, module.num_persons, 16, v, module.in_channels)
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+def infer_num_persons(reader: StateDictReader, cls: type[nn.Module], overrides: Mapping):
+    """Adds ``num_persons`` read off ``data_bn`` (``M * V * C`` channels) unless given."""
+    if "num_persons" in overrides or "data_bn.running_mean" not in reader:
+        return dict(overrides)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    v = resolve_skeleton(overrides.get("skeleton", defaults["skeleton"])).num_joints
+    c = overrides.get("in_channels", defaults["in_channels"])
+    size = reader.get("data_bn.running_mean").shape[0]
+    if size % (v * c):
+        return dict(overrides)  # check_variables reports the mismatch.
+    return {**overrides, "num_persons": size // (v * c)}

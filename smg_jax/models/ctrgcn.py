@@ -1,0 +1,391 @@
+"""CTR-GCN, one stream (Chen, Zhang, Yuan, Li, Deng and Hu, ICCV 2021), faithful to
+Uason-Chen/CTR-GCN ``model/ctrgcn.py``.
+
+The network: an input BatchNorm over ``M * V * C`` channels, ten units,
+global average pooling over frames, joints and bodies, optional dropout and
+a linear classifier. Each unit is a channel-wise topology refinement graph
+convolution (``CTRGC``, one per adjacency subset: a shared topology ``A_k``
+refined per channel by ``alpha * conv4(tanh(phi(x)_u - psi(x)_v))``, then
+aggregated), followed by a multi-scale temporal convolution (two dilated
+5-frame branches, a max-pool branch and a 1x1 branch), a residual path and
+ReLU.
+
+Initialisation as published: ``kaiming_normal(fan_out)`` convolutions with
+zero bias; BatchNorm scale 1 except ``1e-6`` after the graph convolution
+and ``N(1, 0.02)`` inside the multi-scale temporal convolution; ``A_k``
+(``PA``) starts at the identity / inward / outward graph, ``alpha`` at 0;
+classifier ``normal(0, sqrt(2 / num_classes))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smg_jax.graph import Skeleton, spatial_subsets
+from smg_jax.models import blocks
+from smg_jax.models.convert import (
+    StateDictReader,
+    VariableTree,
+    check_variables,
+    temporal_conv,
+)
+
+MODEL_NAME = "ctrgcn"
+# ``weights_init`` of MultiScale_TemporalConv: BatchNorm scales N(1, 0.02).
+MSTCN_BN_INIT = blocks.normal(1.0, 0.02)
+
+
+def relation_channels(in_channels: int, rel_reduction: int) -> int:
+    """CTRGC's embedding width: 8 for 3- or 9-channel inputs, else ``in // rel_reduction``."""
+    return 8 if in_channels in (3, 9) else in_channels // rel_reduction
+
+
+class CTRGraphConv(nn.Module):
+    """``unit_gcn``: ``K`` CTRGCs summed, ``BN`` (scale ``1e-6``), ``+ down(x)``, ReLU.
+
+    Input ``(B, V, T, C)``, topology ``(K, V, V)``; output ``(B, V, T, O)``.
+    For subset ``k`` and channel ``o``, joint ``u`` gathers
+    ``sum_v (alpha * R_k[u, v, o] + A_k[u, v]) * conv3_k(x)[v, o]`` with
+    ``R_k = conv4_k(tanh(conv1_k(x)_u - conv2_k(x)_v))`` averaged over frames
+    (``einsum('ncuv,nctv->nctu')``: rows of ``A_k`` are the receiving joints).
+
+    The ``K`` CTRGCs' 1x1 convolutions are stacked into single kernels
+    (``conv1``, ``conv2``: ``(1, C, K * R)``; ``conv3``: ``(1, C, K * O)``;
+    ``conv4``: ``(K, R, O)``). ``conv1``/``conv2`` average over frames
+    before their projection, which equals upstream's projection then average.
+
+    Attributes:
+      features: ``O``.
+      adaptive: ``A_k`` is a parameter (``PA``) initialised to the graph;
+        ``False`` keeps the graph fixed.
+      rel_reduction: ``R = C // rel_reduction`` (8 for 3- or 9-channel inputs).
+    """
+
+    features: int
+    adaptive: bool = True
+    rel_reduction: int = 8
+    bn_axis_name: str | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, graph: np.ndarray, train: bool) -> jax.Array:
+        k, c, o = graph.shape[0], x.shape[-1], self.features
+        rel = relation_channels(c, self.rel_reduction)
+        if rel == 0:
+            # Upstream would build zero-channel convolutions here and silently drop the
+            # refinement; only 3- and 9-channel inputs are special-cased there.
+            raise ValueError(
+                f"{MODEL_NAME}: CTRGC's relation width {c} // rel_reduction "
+                f"({self.rel_reduction}) is 0; use in_channels 3 or 9, or at least "
+                "rel_reduction input channels."
+            )
+        dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+        if self.adaptive:
+            topology = self.param(
+                "PA", lambda key, shape, dt: jnp.asarray(graph, dt), graph.shape, self.param_dtype
+            )
+        else:
+            topology = jnp.asarray(graph)
+        alpha = self.param("alpha", blocks.zeros, (1,), self.param_dtype)
+
+        def conv(features: int, per_subset: int, name: str) -> blocks.TemporalConv:
+            return blocks.TemporalConv(
+                features,
+                1,
+                kernel_init=blocks.kaiming_fan_out(per_subset),
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=name,
+            )
+
+        frames_mean = x.mean(axis=2, keepdims=True)  # (B, V, 1, C)
+        x1 = conv(k * rel, rel, "conv1")(frames_mean)[:, :, 0].reshape(-1, x.shape[1], k, rel)
+        x2 = conv(k * rel, rel, "conv2")(frames_mean)[:, :, 0].reshape(-1, x.shape[1], k, rel)
+        x3 = conv(k * o, o, "conv3")(x).reshape(*x.shape[:3], k, o)  # (B, V, T, K, O)
+
+        relation = jnp.tanh(x1[:, :, None] - x2[:, None, :])  # (B, U, V, K, R)
+        kernel4 = self.param(
+            "conv4_kernel", blocks.kaiming_fan_out(o), (k, rel, o), self.param_dtype
+        )
+        bias4 = self.param("conv4_bias", blocks.zeros, (k, o), self.param_dtype)
+        refined = jnp.einsum("buvkr,kro->bkuvo", relation, kernel4.astype(dtype)) + bias4[
+            None, :, None, None, :
+        ].astype(dtype)
+        refined = refined * alpha.astype(dtype) + topology.astype(dtype)[None, :, :, :, None]
+        # Channels-major output then a transpose: ~30% faster on XLA:CPU than "->buto".
+        y = jnp.einsum("bkuvo,bvtko->bout", refined, x3.astype(dtype)).transpose(0, 2, 3, 1)
+
+        y = blocks.BatchNorm(
+            scale_init=blocks.constant(1e-6),
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn",
+        )(y, train)
+        if c != o:
+            down = blocks.TemporalUnit(
+                o,
+                kernel_size=1,
+                bn_axis_name=self.bn_axis_name,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="down",
+            )(x, train)
+        else:
+            down = x
+        return nn.relu(y + down)
+
+
+class MultiScaleTemporalConv(nn.Module):
+    """``MultiScale_TemporalConv`` (without its residual, as CTR-GCN uses it).
+
+    Input ``(B, V, T, C)``, output ``(B, V, floor((T - 1) / stride) + 1,
+    features)``: the channel concatenation of ``len(dilations) + 2`` branches
+    of ``features / (len(dilations) + 2)`` channels each:
+
+    * per dilation ``d``: 1x1 conv, BN, ReLU, ``kernel_size``-frame conv with
+      dilation ``d`` and stride, BN;
+    * 1x1 conv, BN, ReLU, 3-frame max pool with stride, BN;
+    * strided 1x1 conv, BN.
+    """
+
+    features: int
+    kernel_size: int = 5
+    stride: int = 1
+    dilations: tuple[int, ...] = (1, 2)
+    bn_axis_name: str | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        num_branches = len(self.dilations) + 2
+        if self.features % num_branches:
+            raise ValueError(
+                f"{MODEL_NAME}: {self.features} output channels do not split into "
+                f"{num_branches} temporal branches."
+            )
+        width = self.features // num_branches
+        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+        def conv(kernel: int, stride: int, dilation: int, name: str) -> blocks.TemporalConv:
+            return blocks.TemporalConv(
+                width,
+                kernel,
+                stride,
+                dilation,
+                padding=(kernel + (kernel - 1) * (dilation - 1) - 1) // 2,
+                kernel_init=blocks.kaiming_fan_out(width, kernel),
+                name=name,
+                **common,
+            )
+
+        def bn(name: str) -> blocks.BatchNorm:
+            return blocks.BatchNorm(
+                scale_init=MSTCN_BN_INIT, axis_name=self.bn_axis_name, name=name, **common
+            )
+
+        outs = []
+        for i, dilation in enumerate(self.dilations):
+            y = nn.relu(bn(f"branch{i}_bn1")(conv(1, 1, 1, f"branch{i}_conv1")(x), train))
+            y = conv(self.kernel_size, self.stride, dilation, f"branch{i}_conv2")(y)
+            outs.append(bn(f"branch{i}_bn2")(y, train))
+        i = len(self.dilations)
+        y = nn.relu(bn(f"branch{i}_bn1")(conv(1, 1, 1, f"branch{i}_conv1")(x), train))
+        y = blocks.max_pool_time(y, 3, self.stride, 1)
+        outs.append(bn(f"branch{i}_bn2")(y, train))
+        i += 1
+        y = conv(1, self.stride, 1, f"branch{i}_conv1")(x)
+        outs.append(bn(f"branch{i}_bn1")(y, train))
+        return jnp.concatenate(outs, axis=-1)
+
+
+class CTRGCNUnit(nn.Module):
+    """``TCN_GCN_unit``: ``ReLU(mstcn(ctrgc(x)) + residual(x))``."""
+
+    features: int
+    stride: int = 1
+    residual: bool = True
+    adaptive: bool = True
+    rel_reduction: int = 8
+    kernel_size: int = 5
+    dilations: tuple[int, ...] = (1, 2)
+    bn_axis_name: str | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, graph: np.ndarray, train: bool) -> jax.Array:
+        common = dict(
+            bn_axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        if not self.residual:
+            res = 0.0
+        elif x.shape[-1] == self.features and self.stride == 1:
+            res = x
+        else:
+            res = blocks.TemporalUnit(
+                self.features, kernel_size=1, stride=self.stride, name="residual", **common
+            )(x, train)
+        y = CTRGraphConv(self.features, self.adaptive, self.rel_reduction, name="gcn1", **common)(
+            x, graph, train
+        )
+        y = MultiScaleTemporalConv(
+            self.features, self.kernel_size, self.stride, self.dilations, name="tcn1", **common
+        )(y, train)
+        return nn.relu(y + res)
+
+
+class CTRGCN(nn.Module):
+    """CTR-GCN (one stream): ``(N, M, T, V, C) -> (N, num_classes)`` logits.
+
+    Attributes:
+      num_classes: classifier size.
+      in_channels: ``C`` of the input.
+      skeleton: joint layout (name or ``Skeleton``); ``V`` follows from it.
+      num_persons: bodies per clip ``M``; the input BatchNorm has ``M * V * C``
+        channels, so inputs must have exactly this many bodies.
+      channels: output channels of the units (multiples of ``len(dilations) + 2``).
+      strides: temporal strides of the units.
+      kernel_size: frames of the dilated temporal convolutions (5).
+      dilations: one temporal branch per dilation (1, 2).
+      adaptive: learn the shared topology ``A_k`` (``PA``).
+      rel_reduction: CTRGC embedding reduction (8).
+      dropout: rate before the classifier (upstream ``drop_out``, 0).
+      residual: residual paths in units 2..n (the first never has one).
+      bn_axis_name: axis for cross-replica BatchNorm statistics.
+      dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay ``param_dtype``.
+    """
+
+    num_classes: int
+    in_channels: int = 3
+    skeleton: str | Skeleton = "kinect_v2"
+    num_persons: int = 1
+    channels: tuple[int, ...] = (64, 64, 64, 64, 128, 128, 128, 256, 256, 256)
+    strides: tuple[int, ...] = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)
+    kernel_size: int = 5
+    dilations: tuple[int, ...] = (1, 2)
+    adaptive: bool = True
+    rel_reduction: int = 8
+    dropout: float = 0.0
+    residual: bool = True
+    bn_axis_name: str | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def adjacency(self) -> np.ndarray:
+        """``(3, V, V)``: identity, inward, outward (CTR-GCN's ``Graph('spatial').A``)."""
+        return spatial_subsets(blocks.resolve_skeleton(self.skeleton))
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """``x (N, M, T, V, C)`` -> logits ``(N, num_classes)`` (float32)."""
+        if len(self.channels) != len(self.strides):
+            raise ValueError(f"{MODEL_NAME}: channels and strides must have the same length.")
+        graph = self.adjacency()
+        blocks.check_input(MODEL_NAME, x, graph.shape[1], self.in_channels, self.num_persons)
+        num_clips = x.shape[0]
+        dtype = self.dtype or jnp.float32
+
+        x = blocks.DataBatchNorm(
+            bodies_in_channels=True,
+            bn_axis_name=self.bn_axis_name,
+            dtype=dtype,
+            param_dtype=self.param_dtype,
+            name="data_bn",
+        )(x.astype(jnp.float32), train)
+        for i, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
+            x = CTRGCNUnit(
+                features,
+                stride,
+                residual=self.residual and i > 0,
+                adaptive=self.adaptive,
+                rel_reduction=self.rel_reduction,
+                kernel_size=self.kernel_size,
+                dilations=self.dilations,
+                bn_axis_name=self.bn_axis_name,
+                dtype=dtype,
+                param_dtype=self.param_dtype,
+                name=f"l{i + 1}",
+            )(x, graph, train)
+
+        features = blocks.pool_bodies(x, num_clips)
+        self.sow("intermediates", "features", features)
+        features = nn.Dropout(self.dropout, deterministic=not train)(features)
+        fc = blocks.published_classifier(
+            self.num_classes, self.channels[-1], dtype, self.param_dtype
+        )
+        return fc(features.astype(dtype)).astype(jnp.float32)
+
+
+def build(*, num_classes: int, **overrides: Any) -> CTRGCN:
+    """CTR-GCN with the published defaults; ``overrides`` are ``CTRGCN`` fields."""
+    return blocks.build_module(CTRGCN, MODEL_NAME, num_classes, overrides)
+
+
+def _load_unit(
+    reader: StateDictReader, tree: VariableTree, i: int, num_subsets: int, module: CTRGCN
+) -> None:
+    prefix, ours = f"l{i + 1}", f"l{i + 1}"
+    gcn = f"{prefix}.gcn1"
+    if module.adaptive:
+        tree.param(f"{ours}/gcn1/PA", reader.get(f"{gcn}.PA"))
+    tree.param(f"{ours}/gcn1/alpha", reader.get(f"{gcn}.alpha"))
+    for name in ("conv1", "conv2", "conv3"):
+        prefixes = [f"{gcn}.convs.{k}.{name}" for k in range(num_subsets)]
+        tree.param(f"{ours}/gcn1/{name}", blocks.load_stacked_conv(reader, prefixes))
+    conv4 = [reader.conv_as_dense(f"{gcn}.convs.{k}.conv4") for k in range(num_subsets)]
+    tree.param(f"{ours}/gcn1/conv4_kernel", np.stack([c["kernel"] for c in conv4]))
+    tree.param(f"{ours}/gcn1/conv4_bias", np.stack([c["bias"] for c in conv4]))
+    tree.batch_norm(f"{ours}/gcn1/bn", reader, f"{gcn}.bn")
+    if f"{gcn}.down.0.weight" in reader:
+        tree.param(f"{ours}/gcn1/down/conv", temporal_conv(reader, f"{gcn}.down.0"))
+        tree.batch_norm(f"{ours}/gcn1/down/bn", reader, f"{gcn}.down.1")
+
+    tcn, n = f"{prefix}.tcn1.branches", len(module.dilations)
+    for b in range(n):
+        tree.param(f"{ours}/tcn1/branch{b}_conv1", temporal_conv(reader, f"{tcn}.{b}.0"))
+        tree.batch_norm(f"{ours}/tcn1/branch{b}_bn1", reader, f"{tcn}.{b}.1")
+        tree.param(f"{ours}/tcn1/branch{b}_conv2", temporal_conv(reader, f"{tcn}.{b}.3.conv"))
+        tree.batch_norm(f"{ours}/tcn1/branch{b}_bn2", reader, f"{tcn}.{b}.3.bn")
+    tree.param(f"{ours}/tcn1/branch{n}_conv1", temporal_conv(reader, f"{tcn}.{n}.0"))
+    tree.batch_norm(f"{ours}/tcn1/branch{n}_bn1", reader, f"{tcn}.{n}.1")
+    tree.batch_norm(f"{ours}/tcn1/branch{n}_bn2", reader, f"{tcn}.{n}.4")
+    tree.param(f"{ours}/tcn1/branch{n + 1}_conv1", temporal_conv(reader, f"{tcn}.{n + 1}.0"))
+    tree.batch_norm(f"{ours}/tcn1/branch{n + 1}_bn1", reader, f"{tcn}.{n + 1}.1")
+
+    if f"{prefix}.residual.conv.weight" in reader:
+        tree.param(f"{ours}/residual/conv", temporal_conv(reader, f"{prefix}.residual.conv"))
+        tree.batch_norm(f"{ours}/residual/bn", reader, f"{prefix}.residual.bn")
+
+
+def from_torch(
+    state_dict: Mapping[str, Any], *, num_classes: int, **overrides: Any
+) -> tuple[CTRGCN, dict[str, Any]]:
+    """Maps a ``model.ctrgcn.Model`` ``state_dict`` onto ``CTRGCN``.
+
+    ``num_persons`` is read from the input BatchNorm's size when not given.
+    Missing, unused or mis-shaped entries raise ``StateDictError``.
+    """
+    reader = StateDictReader(state_dict, MODEL_NAME)
+    overrides = blocks.infer_num_persons(reader, CTRGCN, overrides)
+    module = build(num_classes=num_classes, **overrides)
+    num_subsets = module.adjacency().shape[0]
+
+    tree = VariableTree()
+    tree.batch_norm("data_bn/bn", reader, "data_bn")
+    for i in range(len(module.channels)):
+        _load_unit(reader, tree, i, num_subsets, module)
+    tree.param("fc", reader.linear("fc"))
+    reader.finish()
+
+    variables = tree.variables()
+    check_variables(MODEL_NAME, variables, module, blocks.example_input_for(module))
+    return module, jax.tree.map(jnp.asarray, variables)

@@ -1,0 +1,120 @@
+"""The shared pieces of the graph-convolution models against PyTorch's conventions, in NumPy."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smg_jax.models import blocks
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_batch_norm_follows_pytorch_in_training_and_eval():
+    x = rand(4, 5, 6, 3) * 2 + 1
+    bn = blocks.BatchNorm()
+    variables = bn.init(jax.random.key(0), x, train=False)
+    y, updated = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+    flat = x.reshape(-1, 3).astype(np.float64)
+    mean, var = flat.mean(0), flat.var(0)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), atol=1e-5)
+    # momentum 0.1 in PyTorch's convention, unbiased variance in the running average
+    stats = updated["batch_stats"]
+    np.testing.assert_allclose(stats["mean"], 0.1 * mean, rtol=1e-5)
+    n = flat.shape[0]
+    np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
+    evaluated = bn.apply({**variables, "batch_stats": stats}, x, train=False)
+    np.testing.assert_allclose(
+        evaluated, (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5), atol=1e-5
+    )
+
+
+def test_batch_norm_axis_name_averages_statistics_across_replicas():
+    x = rand(4, 7, 2, seed=1)
+    whole = blocks.BatchNorm()
+    variables = whole.init(jax.random.key(0), x, train=False)
+    expected, expected_stats = whole.apply(variables, x, train=True, mutable=["batch_stats"])
+
+    shared = blocks.BatchNorm(axis_name="replicas")
+
+    def per_replica(shard):
+        return shared.apply(variables, shard, train=True, mutable=["batch_stats"])
+
+    out, stats = jax.vmap(per_replica, axis_name="replicas")(x.reshape(2, 2, 7, 2))
+    np.testing.assert_allclose(out.reshape(x.shape), expected, atol=1e-5)
+    for key in ("mean", "var"):
+        np.testing.assert_allclose(
+            stats["batch_stats"][key][0], expected_stats["batch_stats"][key], rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    ("frames", "kernel", "stride", "dilation"),
+    list(itertools.product((7, 8, 15), (1, 5, 9), (1, 2, 3), (1, 2))),
+)
+def test_temporal_conv_output_length_is_pytorchs(frames, kernel, stride, dilation):
+    conv = blocks.TemporalConv(4, kernel, stride, dilation)
+    x = jax.ShapeDtypeStruct((2, 3, frames, 5), jnp.float32)
+    y, _ = jax.eval_shape(lambda x: conv.init_with_output(jax.random.key(0), x), x)
+    pad = dilation * (kernel - 1) // 2
+    assert y.shape == (2, 3, blocks.conv_output_length(frames, kernel, stride, pad, dilation), 4)
+
+
+def test_temporal_conv_matches_a_direct_convolution():
+    x = rand(2, 3, 11, 4)
+    conv = blocks.TemporalConv(5, kernel_size=3, stride=2, dilation=2)
+    variables = conv.init(jax.random.key(0), x)
+    kernel, bias = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)))
+    out_len = blocks.conv_output_length(11, 3, 2, 2, 2)
+    expected = np.stack(
+        [
+            sum(padded[:, :, 2 * t + 2 * j] @ kernel[j] for j in range(3)) + bias
+            for t in range(out_len)
+        ],
+        axis=2,
+    )
+    np.testing.assert_allclose(conv.apply(variables, x), expected, atol=1e-5)
+
+
+def test_max_pool_pads_with_minus_infinity():
+    x = -1.0 - np.abs(rand(1, 2, 5, 3))
+    y = blocks.max_pool_time(jnp.asarray(x), 3, 2, 1)
+    expected = np.stack([x[:, :, 0:2].max(2), x[:, :, 1:4].max(2), x[:, :, 3:5].max(2)], axis=2)
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize(("c_in", "c_out"), [(3, 8), (8, 3)])
+def test_graph_conv_equals_project_then_aggregate(c_in, c_out):
+    # Both evaluation orders must give upstream's conv-then-einsum result.
+    x, adjacency = rand(2, 5, 4, c_in), np.abs(rand(3, 5, 5, seed=2))
+    gcn = blocks.GraphConv(c_out, bias_init=jax.nn.initializers.normal(1.0))
+    variables = gcn.init(jax.random.key(0), x, adjacency)
+    kernel, bias = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
+    projected = (x @ kernel + bias).reshape(2, 5, 4, 3, c_out)
+    expected = np.einsum("bvtko,kvw->bwto", projected, adjacency)
+    np.testing.assert_allclose(gcn.apply(variables, x, adjacency), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("bodies_in_channels", [True, False])
+def test_data_batch_norm_orders_channels_like_the_originals(bodies_in_channels):
+    n, m, t, v, c = 2, 2, 3, 4, 3
+    x = rand(n, m, t, v, c)
+    module = blocks.DataBatchNorm(bodies_in_channels=bodies_in_channels)
+    variables = module.init(jax.random.key(0), x, train=False)
+    size = m * v * c if bodies_in_channels else v * c
+    assert variables["params"]["bn"]["scale"].shape == (size,)
+    mean = np.arange(size, dtype=np.float32)
+    variables = {**variables, "batch_stats": {"bn": {"mean": mean, "var": np.ones(size)}}}
+    y = np.asarray(module.apply(variables, x, train=False))  # (N*M, V, T, C)
+    index = np.arange(m * v * c).reshape(m, v, c) % size  # channel m*V*C + v*C + c (or v*C + c)
+    expected = (x - index[None, :, None] / 1.0) / np.sqrt(1 + 1e-5)
+    np.testing.assert_allclose(
+        y, expected.transpose(0, 1, 3, 2, 4).reshape(n * m, v, t, c), atol=1e-5
+    )
