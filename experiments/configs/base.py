@@ -98,4 +98,6 @@ def get_config(model: str = "stgcn") -> ml_collections.ConfigDict:
     config.init.checkpoint = config_dict.placeholder(str)
     config.init.num_classes = 60  # classes of that checkpoint (NTU RGB+D 60)
 
+    # Locked: a mistyped field is an error, not a silently ignored new field.
+    config.lock()
     return config
