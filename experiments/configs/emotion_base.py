@@ -25,6 +25,7 @@ def get_config(model: str = "stgcn") -> ml_collections.ConfigDict:
     # The training sections (model, optimizer, schedule, loss, train, eval, init) are the
     # classification ones: end-to-end methods train with smg_jax.train as they do.
     config = base.get_config(model)
+    config.unlock()  # the emotion sections below are added to the locked classification base
     config.method = "mg_features"  # or end_to_end
 
     config.protocol = ml_collections.ConfigDict()
@@ -92,6 +93,7 @@ def get_config(model: str = "stgcn") -> ml_collections.ConfigDict:
     config.eval.every_epochs = 0  # 0: evaluate each fold's final model only
     config.schedule.milestones = (20, 25)
     config.optimizer.lr = 0.01
+    config.lock()
     return config
 
 
