@@ -107,8 +107,8 @@ def test_fast_and_general_paths_agree(frames, stride):
             (shiftgcn._fast_forward, shiftgcn._fast_backward),
             (shiftgcn._gather_forward, shiftgcn._gather_backward),
         ):
-            out = forward(x, kx, fx, ky, fy, stride)
-            paths.append((out, *backward(x, kx, fx, ky, fy, stride, g)))
+            out = forward(x, kx, fx, ky, fy, stride=stride)
+            paths.append((out, *backward(x, kx, fx, ky, fy, g, stride=stride)))
         return paths
 
     fast, general = both(*args, jnp.asarray(g))

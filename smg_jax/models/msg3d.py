@@ -107,34 +107,19 @@ def graph_scales(
 # ---------------------------------------------------------------------------
 
 
-class ScaleProjection(nn.Module):
-    """The 1x1 conv over the ``K`` concatenated scales, applied scale by scale.
+def aggregate(adjacency: Array, x: Array) -> Array:
+    """``out[b, n, l, k, c] = sum_m A[k, n, m] x[b, m, l, c]``: ``(K, N, M), (B, M, L, C)``.
 
-    ``sum_k z_k @ W[k C : (k + 1) C] + b`` for ``K`` inputs ``(..., C)``: the
-    same as one conv over the channel-concatenated ``(..., K C)`` input
-    (kernel ``(K C, features)``, as the published ``Conv2d(K C, features, 1)``),
-    without building that input, whose layout would cost a transpose of ``K``
-    times the features.
+    Written as one plain 2-D matmul, ``(K N, M) @ (M, B L C)``, between two
+    transposes: XLA's CPU backend runs that on all threads, while the
+    equivalent ``einsum`` over several contracting axes compiled to a
+    single-threaded loop about twice as slow.
     """
-
-    features: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, parts: list[Array]) -> Array:
-        c = parts[0].shape[-1]
-        fan_in = len(parts) * c
-        kernel = self.param("kernel", TORCH_KERNEL_INIT, (fan_in, self.features), self.param_dtype)
-        bias = self.param(
-            "bias", blocks.torch_linear_bias(fan_in), (self.features,), self.param_dtype
-        )
-        kernel = kernel.astype(self.dtype)
-        out = None
-        for k, part in enumerate(parts):
-            term = part @ kernel[k * c : (k + 1) * c]
-            out = term if out is None else out + term
-        return out + bias.astype(self.dtype)
+    k, n, m = adjacency.shape
+    b, _, length, c = x.shape
+    columns = x.transpose(1, 0, 2, 3).reshape(m, b * length * c)
+    z = adjacency.reshape(k * n, m) @ columns
+    return z.reshape(k, n, b, length, c).transpose(2, 1, 3, 0, 4)
 
 
 class MultiScaleGraphConv(nn.Module):
@@ -144,10 +129,6 @@ class MultiScaleGraphConv(nn.Module):
     each frame (``tau = 1``) or window aggregate over ``K`` scales of
     ``A + A_res``, the ``K`` results are concatenated (channel ``k * C + c``)
     and go through (dropout,) a 1x1 conv, BatchNorm and ReLU.
-
-    Each scale's aggregation is one plain 2-D matmul ``(N, N) @ (N, B L C)``
-    over the ``N = tau V`` nodes, so the work runs node-major, ``(N, B, L, .)``,
-    until one transpose back at the end.
     """
 
     features: int
@@ -163,26 +144,30 @@ class MultiScaleGraphConv(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         b, v, tau, length, c = x.shape
-        k, n = self.num_scales, v * tau
+        k = self.num_scales
         scales = graph_scales(self.skeleton, k, tau, self.disentangled)
         a = jnp.asarray(scales)
         if self.use_a_res:
             a = a + self.param("A_res", uniform(A_RES_BOUND), scales.shape, self.param_dtype)
         # Published node order j * V + v -> ours, joint-major v * tau + j, on both sides.
-        a = a.reshape(k, tau, v, tau, v).transpose(0, 2, 1, 4, 3).reshape(k, n, n)
-        a = a.astype(self.dtype)
-        columns = x.reshape(b, n, length, c).transpose(1, 0, 2, 3).reshape(n, b * length * c)
-        dropout = nn.Dropout(self.dropout, deterministic=not train)
-        parts = []
-        for scale in range(k):
-            z = (a[scale] @ columns).reshape(n, b, length, c)
-            parts.append(dropout(z) if self.dropout > 0.001 else z)  # MLP's Dropout
-        z = ScaleProjection(self.features, self.dtype, self.param_dtype, name="conv")(parts)
+        a = a.reshape(k, tau, v, tau, v).transpose(0, 2, 1, 4, 3).reshape(k, v * tau, v * tau)
+        z = aggregate(a.astype(self.dtype), x.reshape(b, v * tau, length, c))
+        # (B, V tau, L, K, C) -> (B, V, L, tau, K C)
+        z = z.reshape(b, v, tau, length, k * c).transpose(0, 1, 3, 2, 4)
+        if self.dropout > 0.001:  # MLP adds nn.Dropout only above 0.001
+            z = nn.Dropout(self.dropout, deterministic=not train)(z)
+        z = nn.Dense(
+            self.features,
+            kernel_init=TORCH_KERNEL_INIT,
+            bias_init=blocks.torch_linear_bias(k * c),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(z)
         z = blocks.BatchNorm(
             axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"
         )(z, train)
-        z = nn.relu(z).reshape(v, tau, b, length, self.features)
-        return z.transpose(2, 0, 3, 1, 4)
+        return nn.relu(z)
 
 
 def unfold_windows(x: Array, window_size: int, stride: int, dilation: int) -> Array:

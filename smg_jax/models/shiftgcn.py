@@ -26,6 +26,12 @@ Frame counts: the shift op keeps ``T // stride`` frames while the strided
 a shape error unless ``T`` is divisible by the product of strides (4 with the
 published strides); here the residual's surplus last frame is dropped
 instead, which agrees with the original wherever the original runs.
+
+Training: ``temporal_shift`` reproduces the CUDA op's gradient rule (sign-only
+steps for the frame shifts, none for the joint shifts; see below). The
+authors' ``main.py`` gives ``Linear_weight`` a weight decay of 1e-3 and
+``Feature_Mask`` none (1e-4 elsewhere): with ``smg_jax.train.optim`` that is
+``weight_decay_rules="linear_weight=1e-3,feature_mask=0"``.
 """
 
 from __future__ import annotations
@@ -121,7 +127,8 @@ def _tap_sum(x: Array, weights: Array, stride: int, axis: int, first: int, out_l
     """``out[o] = sum_i weights[i] x[o stride + first + i]``, zero where the index leaves ``x``.
 
     A weighted sum of ``len(weights)`` static strided slices, which XLA fuses
-    into one vectorised loop.
+    into one vectorised loop. (A zero weight times an inf input would give NaN
+    where the kernel reads only its four corners; finite inputs are unaffected.)
     """
     n, length = weights.shape[0], x.shape[axis]
     last = (out_len - 1) * stride + first + n - 1  # highest index read
@@ -139,7 +146,9 @@ def _tap_sum(x: Array, weights: Array, stride: int, axis: int, first: int, out_l
     return out
 
 
-def _tap_sum_adjoint(g: Array, weights: Array, stride: int, axis: int, first: int, length: int):
+def _tap_sum_adjoint(
+    g: Array, weights: Array, stride: int, axis: int, first: int, length: int
+) -> Array:
     """The transpose of ``_tap_sum`` in ``x`` (length ``length``), again as a tap sum.
 
     ``x[p]`` received ``weights[i] g[o]`` for ``p = o stride + first + i``: insert
@@ -184,16 +193,14 @@ def _bilinear(x: Array, joint_shift: Array, frame_shift: Array, stride: int) -> 
     """
     kx, fx = _split(joint_shift)
     ky, fy = _split(frame_shift)
-    return _bilinear_parts(x, kx, fx, ky, fy, stride)
-
-
-def _bilinear_parts(x: Array, kx: Array, fx: Array, ky: Array, fy: Array, stride: int) -> Array:
     return jax.lax.cond(
         _in_window(kx, ky),
-        lambda x, fx, fy: _fast_forward(x, kx, fx, ky, fy, stride),
-        lambda x, fx, fy: _gather_forward(x, kx, fx, ky, fy, stride),
+        functools.partial(_fast_forward, stride=stride),
+        functools.partial(_gather_forward, stride=stride),
         x,
+        kx,
         fx,
+        ky,
         fy,
     )
 
@@ -202,7 +209,7 @@ def _in_window(kx: Array, ky: Array) -> Array:
     return jnp.all(jnp.abs(kx) <= FAST_JOINT_OFFSETS) & jnp.all(jnp.abs(ky) <= FAST_FRAME_OFFSETS)
 
 
-def _fast_forward(x: Array, kx: Array, fx: Array, ky: Array, fy: Array, stride: int) -> Array:
+def _fast_forward(x: Array, kx: Array, fx: Array, ky: Array, fy: Array, *, stride: int) -> Array:
     """The static-slice path: along joints, then along frames."""
     t, v = x.shape[1], x.shape[2]
     wx, _ = _tap_weights(kx, fx, FAST_JOINT_OFFSETS, x.dtype)
@@ -212,7 +219,7 @@ def _fast_forward(x: Array, kx: Array, fx: Array, ky: Array, fy: Array, stride: 
 
 
 def _fast_backward(
-    x: Array, kx: Array, fx: Array, ky: Array, fy: Array, stride: int, g: Array
+    x: Array, kx: Array, fx: Array, ky: Array, fy: Array, g: Array, *, stride: int
 ) -> tuple[Array, Array]:
     """Input gradient and ``sum_{b,t,v} g d(out)/d(frac y)`` of the static-slice path."""
     t, v = x.shape[1], x.shape[2]
@@ -226,15 +233,15 @@ def _fast_backward(
     return _tap_sum_adjoint(g_joints, wx, 1, 2, -FAST_JOINT_OFFSETS, v), raw
 
 
-def _gather_forward(x: Array, kx: Array, fx: Array, ky: Array, fy: Array, stride: int) -> Array:
+def _gather_forward(x: Array, kx: Array, fx: Array, ky: Array, fy: Array, *, stride: int) -> Array:
     return _lerp_gather(_lerp_gather(x, kx, fx, 1, 2), ky, fy, stride, 1)
 
 
 def _gather_backward(
-    x: Array, kx: Array, fx: Array, ky: Array, fy: Array, stride: int, g: Array
+    x: Array, kx: Array, fx: Array, ky: Array, fy: Array, g: Array, *, stride: int
 ) -> tuple[Array, Array]:
     # Autodiff (scatter-add for x): slow, but only for shifts outside the window.
-    _, vjp = jax.vjp(lambda x, fy: _gather_forward(x, kx, fx, ky, fy, stride), x, fy)
+    _, vjp = jax.vjp(lambda x, fy: _gather_forward(x, kx, fx, ky, fy, stride=stride), x, fy)
     grad_x, raw = vjp(g)
     return grad_x, raw.astype(jnp.float32)
 
@@ -277,8 +284,14 @@ def _temporal_shift_bwd(
     # d out / d y summed over batch, frames and joints, the kernel's G_c times B.
     grad_x, raw = jax.lax.cond(
         _in_window(kx, ky),
-        lambda: _fast_backward(x, kx, fx, ky, fy, stride, g),
-        lambda: _gather_backward(x, kx, fx, ky, fy, stride, g),
+        functools.partial(_fast_backward, stride=stride),
+        functools.partial(_gather_backward, stride=stride),
+        x,
+        kx,
+        fx,
+        ky,
+        fy,
+        g,
     )
     raw = raw / g.shape[0]  # at::mean over the batch
     # applyShiftConstraint: keep the sign only (NaN stays NaN).
