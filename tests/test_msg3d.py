@@ -43,14 +43,14 @@ def test_window_graph_in_joint_major_order_aggregates_like_the_published_one():
     assert scales.shape == (k * tau * v, tau * v)
     rng = np.random.default_rng(0)
     a = (scales + rng.uniform(-0.1, 0.1, scales.shape)).astype(np.float32)  # a dense A_res
-    windows = rng.standard_normal((2, v, tau, 4, 5)).astype(np.float32)  # (B, V, tau, L, C)
+    windows = rng.standard_normal((v, tau, 2, 4, 5)).astype(np.float32)  # (V, tau, B, L, C)
     module = msg3d.MultiScaleGraphConv(7, k, graph.KINECT_V2)
     variables = jax.jit(module.init, static_argnums=2)(jax.random.key(0), windows, False)
     variables = {**variables, "params": {**variables["params"], "A_res": a - scales}}
     ours = jax.jit(module.apply, static_argnums=2)(variables, windows, False)  # (B, V, L, tau, 7)
 
     # The published computation on (N, C, L, tau * V) with node j * V + v.
-    theirs_in = windows.transpose(0, 4, 3, 2, 1).reshape(2, 5, 4, tau * v)
+    theirs_in = windows.transpose(2, 4, 3, 1, 0).reshape(2, 5, 4, tau * v)
     agg = np.einsum("vu,nctu->nctv", a, theirs_in).reshape(2, 5, 4, k, tau * v)
     agg = agg.transpose(0, 3, 1, 2, 4).reshape(2, k * 5, 4, tau * v)  # channel k * C + c
     params = variables["params"]
@@ -72,12 +72,12 @@ def test_unfold_windows_matches_torch_unfold_arithmetic(frames, size, stride, di
     pad = (size + (size - 1) * (dilation - 1) - 1) // 2
     length = (frames + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     out = np.asarray(msg3d.unfold_windows(jnp.asarray(x), size, stride, dilation))
-    assert out.shape == (1, 1, size, length, 1)
+    assert out.shape == (1, size, 1, length, 1)
     for window in range(length):
         for j in range(size):
             t = window * stride + j * dilation - pad
             expected = t + 1 if 0 <= t < frames else 0
-            assert out[0, 0, j, window, 0] == expected
+            assert out[0, j, 0, window, 0] == expected
 
 
 @pytest.mark.parametrize(("frames", "bodies", "classes"), [(16, 1, 5), (9, 2, 3), (7, 1, 17)])
@@ -145,7 +145,7 @@ def test_non_disentangled_scales_are_powers_of_the_normalised_graph():
 def test_dropout_is_active_only_in_training():
     # Unit level (the whole model compiles slowly): dropout sits before the 1x1 conv.
     module = msg3d.MultiScaleGraphConv(4, 2, graph.KINECT_V2, dropout=0.5)
-    x = jax.random.normal(jax.random.key(0), (2, 25, 1, 6, 3))
+    x = jax.random.normal(jax.random.key(0), (25, 1, 2, 6, 3))  # (V, tau, B, L, C)
     variables = jax.jit(module.init, static_argnums=2)(jax.random.key(0), x, False)
 
     @jax.jit

@@ -107,28 +107,34 @@ def graph_scales(
 # ---------------------------------------------------------------------------
 
 
-def aggregate(adjacency: Array, x: Array) -> Array:
-    """``out[b, n, l, k, c] = sum_m A[k, n, m] x[b, m, l, c]``: ``(K, N, M), (B, M, L, C)``.
+class Conv1x1Params(nn.Module):
+    """The ``(in_features, features)`` kernel and bias of a PyTorch-initialised 1x1 conv."""
 
-    Written as one plain 2-D matmul, ``(K N, M) @ (M, B L C)``, between two
-    transposes: XLA's CPU backend runs that on all threads, while the
-    equivalent ``einsum`` over several contracting axes compiled to a
-    single-threaded loop about twice as slow.
-    """
-    k, n, m = adjacency.shape
-    b, _, length, c = x.shape
-    columns = x.transpose(1, 0, 2, 3).reshape(m, b * length * c)
-    z = adjacency.reshape(k * n, m) @ columns
-    return z.reshape(k, n, b, length, c).transpose(2, 1, 3, 0, 4)
+    in_features: int
+    features: int
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> tuple[Array, Array]:
+        shape = (self.in_features, self.features)
+        kernel = self.param("kernel", TORCH_KERNEL_INIT, shape, self.param_dtype)
+        bias_init = blocks.torch_linear_bias(self.in_features)
+        return kernel, self.param("bias", bias_init, (self.features,), self.param_dtype)
 
 
 class MultiScaleGraphConv(nn.Module):
     """MS-GCN (``MultiScale_GraphConv``) and G3D's ``SpatialTemporal_MS_GCN``.
 
-    ``(B, V, tau, L, C) -> (B, V, L, tau, features)``: the ``tau V`` nodes of
+    ``(V, tau, B, L, C) -> (B, V, L, tau, features)``: the ``tau V`` nodes of
     each frame (``tau = 1``) or window aggregate over ``K`` scales of
     ``A + A_res``, the ``K`` results are concatenated (channel ``k * C + c``)
     and go through (dropout,) a 1x1 conv, BatchNorm and ReLU.
+
+    Both products are linear, so when the conv does not widen (``C >=
+    features``, every block but the first) and there is no dropout between
+    them, the conv runs first: ``sum_k A_k (x W_k) + b``. The same sum, with
+    better-shaped matmuls (a wide ``C -> K features`` conv, then one
+    aggregation contracting ``K tau V`` terms) and the same number of flops.
     """
 
     features: int
@@ -143,35 +149,42 @@ class MultiScaleGraphConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        b, v, tau, length, c = x.shape
-        k = self.num_scales
+        v, tau, b, length, c = x.shape
+        k, n, f = self.num_scales, v * tau, self.features
         scales = graph_scales(self.skeleton, k, tau, self.disentangled)
         a = jnp.asarray(scales)
         if self.use_a_res:
             a = a + self.param("A_res", uniform(A_RES_BOUND), scales.shape, self.param_dtype)
         # Published node order j * V + v -> ours, joint-major v * tau + j, on both sides.
-        a = a.reshape(k, tau, v, tau, v).transpose(0, 2, 1, 4, 3).reshape(k, v * tau, v * tau)
-        z = aggregate(a.astype(self.dtype), x.reshape(b, v * tau, length, c))
-        # (B, V tau, L, K, C) -> (B, V, L, tau, K C)
-        z = z.reshape(b, v, tau, length, k * c).transpose(0, 1, 3, 2, 4)
-        if self.dropout > 0.001:  # MLP adds nn.Dropout only above 0.001
-            z = nn.Dropout(self.dropout, deterministic=not train)(z)
-        z = nn.Dense(
-            self.features,
-            kernel_init=TORCH_KERNEL_INIT,
-            bias_init=blocks.torch_linear_bias(k * c),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="conv",
-        )(z)
+        a = a.reshape(k, tau, v, tau, v).transpose(0, 2, 1, 4, 3).reshape(k, n, n)
+        a = a.astype(self.dtype)
+        kernel, bias = Conv1x1Params(k * c, f, self.param_dtype, name="conv")()
+        kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
+        # Node-major input (N, B L C): every product below is a plain 2-D matmul.
+        nodes = x.reshape(n, b, length, c)
+        if c >= f and self.dropout <= 0.001:
+            per_scale = kernel.reshape(k, c, f).transpose(1, 0, 2).reshape(c, k * f)
+            y = (nodes.reshape(n * b * length, c) @ per_scale).reshape(n, b * length, k, f)
+            y = y.transpose(2, 0, 1, 3).reshape(k * n, b * length * f)
+            z = a.transpose(1, 0, 2).reshape(n, k * n) @ y  # (N, B L F)
+            z = z.reshape(n, b, length, f).transpose(1, 0, 2, 3)  # (B, N, L, F)
+            z = z.reshape(b, v, tau, length, f).transpose(0, 1, 3, 2, 4)
+        else:
+            z = a.reshape(k * n, n) @ nodes.reshape(n, b * length * c)
+            # (K, V, tau, B, L, C) -> (B, V, L, tau, K C), channel k * C + c.
+            z = z.reshape(k, v, tau, b, length, c).transpose(3, 1, 4, 2, 0, 5)
+            z = z.reshape(b, v, length, tau, k * c)
+            if self.dropout > 0.001:  # MLP adds nn.Dropout only above 0.001
+                z = nn.Dropout(self.dropout, deterministic=not train)(z)
+            z = z @ kernel
         z = blocks.BatchNorm(
             axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"
-        )(z, train)
+        )(z + bias, train)
         return nn.relu(z)
 
 
 def unfold_windows(x: Array, window_size: int, stride: int, dilation: int) -> Array:
-    """``UnfoldTemporalWindows``: ``(B, V, T, C) -> (B, V, tau, L, C)``.
+    """``UnfoldTemporalWindows``: frames on axis 2, ``(V, B, T, C) -> (V, tau, B, L, C)``.
 
     Window ``l`` holds frames ``l * stride + j * dilation - pad`` for
     ``j < tau`` (zeros outside), ``pad = (tau + (tau - 1)(dilation - 1) - 1) // 2``
@@ -185,7 +198,7 @@ def unfold_windows(x: Array, window_size: int, stride: int, dilation: int) -> Ar
         padded[:, :, j * dilation : j * dilation + (length - 1) * stride + 1 : stride]
         for j in range(window_size)
     ]
-    return jnp.stack(frames, axis=2)
+    return jnp.stack(frames, axis=1)
 
 
 class G3DPathway(nn.Module):
@@ -214,7 +227,10 @@ class G3DPathway(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         tau = self.window_size
-        windows = unfold_windows(x, tau, self.window_stride, self.window_dilation)
+        # Node-major windows (V, tau, B, L, C), what the graph conv multiplies.
+        windows = unfold_windows(
+            x.transpose(1, 0, 2, 3), tau, self.window_stride, self.window_dilation
+        )
         h = MultiScaleGraphConv(
             self.embed_features,
             self.num_scales,
@@ -367,7 +383,7 @@ class STGCBlock(nn.Module):
 
         spatial = MultiScaleGraphConv(
             inner, self.num_gcn_scales, name="sgcn_gcn", **graph_args, **common
-        )(x[:, :, None], train)[:, :, :, 0]
+        )(x.transpose(1, 0, 2, 3)[:, None], train)[:, :, :, 0]
         spatial = MultiScaleTemporalConv(
             self.features, self.stride, name="sgcn_tcn1", **tcn_args, **common
         )(spatial, train)
