@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from smg_jax import models
-from smg_jax.train import losses, optim
+from smg_jax.train import jit, losses, optim
 from smg_jax.train import state as state_lib
 from smg_jax.train import steps as step_fns
 
@@ -90,13 +90,13 @@ def benchmark(
         "label": jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32),
         "mask": jnp.ones((batch,), bool),
     }
-    train_fn = jax.jit(
+    train_fn = jit.jit(
         functools.partial(
             step_fns.train_step, model=model, tx=tx, loss_fn=losses.make_loss(config)
         ),
         donate_argnums=(0,),
     )
-    eval_fn = jax.jit(functools.partial(step_fns.eval_step, model=model))
+    eval_fn = jit.jit(functools.partial(step_fns.eval_step, model=model))
 
     start = time.perf_counter()
     compiled_train = train_fn.lower(train_state, batch_data).compile()

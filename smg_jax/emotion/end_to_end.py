@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from smg_jax.data import pipeline, transforms
 from smg_jax.emotion.data import EmotionError, Instance
-from smg_jax.train import checkpoint, losses, optim, steps
+from smg_jax.train import checkpoint, jit, losses, optim, steps
 from smg_jax.train import loop as cls_loop
 from smg_jax.train import state as state_lib
 
@@ -265,7 +265,7 @@ def train_fold(
     if restored is not None:
         state, meta = restored
         log.info("fold %d: resumed at step %d", fold_index, int(state.step))
-    train_step = jax.jit(
+    train_step = jit.jit(
         functools.partial(
             steps.train_step,
             model=model,
@@ -276,7 +276,7 @@ def train_fold(
         ),
         donate_argnums=(0,),
     )
-    eval_fn = jax.jit(functools.partial(steps.eval_step, model=model))
+    eval_fn = jit.jit(functools.partial(steps.eval_step, model=model))
     threads = int(config.data.num_threads)
     iterator = pipeline.train_iterator(
         train, preset, batch_size=batch_size, seed=seed, num_threads=threads, state=meta["data"]

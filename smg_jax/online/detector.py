@@ -48,7 +48,7 @@ from smg_jax.data import pipeline, transforms
 from smg_jax.online import hmm, training
 from smg_jax.online.metric import iou
 from smg_jax.online.segments import OnlineError, Recording
-from smg_jax.train import losses, steps
+from smg_jax.train import jit, losses, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ class DetectorModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jax.jit(functools.partial(steps.eval_step, model=self.model))
+        return jit.jit(functools.partial(steps.eval_step, model=self.model))
 
     def frame_probabilities(self, recording: Recording) -> np.ndarray:
         """``(T, K + 1)`` per-frame class probabilities of one recording."""

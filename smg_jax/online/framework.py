@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 from smg_jax import metrics
 from smg_jax.online import emission, features, hmm, training
 from smg_jax.online.segments import OnlineError, Recording
+from smg_jax.train import jit, steps
 from smg_jax.train import state as state_lib
-from smg_jax.train import steps
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class AuthorsModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jax.jit(functools.partial(steps.eval_step, model=self.network))
+        return jit.jit(functools.partial(steps.eval_step, model=self.network))
 
     @functools.cached_property
     def transitions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +286,7 @@ def train_authors(
             "mask": np.ones(batch_size, bool),
         }
 
-    eval_fn = jax.jit(functools.partial(steps.eval_step, model=network))
+    eval_fn = jit.jit(functools.partial(steps.eval_step, model=network))
 
     def val_batches():
         for begin in range(0, val.size, batch_size):

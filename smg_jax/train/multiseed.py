@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.data import pipeline
-from smg_jax.train import checkpoint, loop, losses, optim, steps
+from smg_jax.train import checkpoint, jit, loop, losses, optim, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def train_and_evaluate_seeds(
     stacked = stack(states)
     del states
 
-    train_step = jax.jit(
+    train_step = jit.jit(
         jax.vmap(
             functools.partial(
                 steps.train_step,
@@ -189,7 +189,7 @@ def train_and_evaluate_seeds(
     )
     seed_eval = jax.vmap(functools.partial(steps.eval_step, model=model), in_axes=(0, None))
 
-    @jax.jit
+    @jit.jit
     def eval_fn(train_state, batch):
         # (S, B, K) -> (B, S, K): loop.predict keeps rows by batch position, so
         # it returns (N, S, K), every seed's logits for each test example.

@@ -1,0 +1,246 @@
+"""Speed of the authors' PyTorch models, measured like ``experiments.benchmark`` measures ours.
+
+    python experiments/torch_reference_benchmark.py --model stgcn --source ~/src/st-gcn
+    python experiments/torch_reference_benchmark.py --model msg3d --source ~/src/MS-G3D \\
+        --batch 16 --frames 60 --threads 2
+
+Needs PyTorch (not a dependency of smg-jax; use a separate environment) and a
+checkout of the model's repository (``--source``; nothing is downloaded):
+
+=========  ===============================  ==========================
+model      repository                       module
+=========  ===============================  ==========================
+stgcn      yysijie/st-gcn                   ``net.st_gcn.Model``
+agcn       lshiwjx/2s-AGCN                  ``model.agcn.Model``
+gcnnas     xiaoiker/GCN-NAS                 ``model.agcn3.Model``
+ctrgcn     Uason-Chen/CTR-GCN               ``model.ctrgcn.Model``
+shiftgcn   kchengiva/Shift-GCN              ``model.shift_gcn.Model``
+msg3d      kenziyuliu/MS-G3D                ``model.msg3d.Model``
+=========  ===============================  ==========================
+
+The constructor arguments are those of ``shared/golden`` (NTU 25-joint graph,
+one body). One training step is SGD with Nesterov momentum and weight decay
+on cross-entropy, as in ``experiments.benchmark``; inference is ``eval()``
+under ``torch.no_grad()``. The JSON line has the same keys as ours plus
+``"framework": "pytorch"``, so the two can be tabulated side by side.
+
+Shift-GCN's shift is a CUDA extension upstream; on CPU this script puts a
+differentiable PyTorch version of the same bilinear shift in its place
+(``cuda.shift.Shift``). Its speed is therefore ours-for-theirs, not the
+authors' kernel: say so next to any Shift-GCN figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+import types
+from typing import Any
+
+SPECS: dict[str, dict[str, Any]] = {
+    "stgcn": {
+        "module": "net.st_gcn",
+        "kwargs": {
+            "in_channels": 3,
+            "edge_importance_weighting": True,
+            "graph_args": {"layout": "ntu-rgb+d", "strategy": "spatial"},
+        },
+    },
+    "agcn": {"module": "model.agcn", "kwargs": {}},
+    "gcnnas": {"module": "model.agcn3", "kwargs": {}},
+    "ctrgcn": {"module": "model.ctrgcn", "kwargs": {}},
+    "shiftgcn": {"module": "model.shift_gcn", "kwargs": {}},
+    "msg3d": {
+        "module": "model.msg3d",
+        "kwargs": {
+            "num_gcn_scales": 13,
+            "num_g3d_scales": 6,
+            "graph": "graph.ntu_rgb_d.AdjMatrixGraph",
+        },
+    },
+}
+NTU_GRAPH = {"graph": "graph.ntu_rgb_d.Graph", "graph_args": {"labeling_mode": "spatial"}}
+
+
+def _cpu_shift_module(torch: Any) -> types.ModuleType:
+    """A ``cuda.shift`` module whose ``Shift`` runs on CPU.
+
+    Shift-GCN's op samples each channel's ``(T, V)`` plane at ``(t * stride +
+    y_c, v + x_c)`` bilinearly, zeros outside, ``+0.5`` on ``y`` when
+    ``stride > 1``, output length ``T // stride``. Here it is written with
+    differentiable gathers, so autograd gives the backward pass.
+    """
+
+    class Shift(torch.nn.Module):
+        def __init__(self, channel: int, stride: int, init_scale: float = 3) -> None:
+            super().__init__()
+            self.stride = stride
+            self.xpos = torch.nn.Parameter(torch.empty(channel).uniform_(-1e-8, 1e-8))
+            self.ypos = torch.nn.Parameter(torch.empty(channel).uniform_(-init_scale, init_scale))
+
+        def forward(self, x: Any) -> Any:  # (N, C, T, V)
+            n, c, t, v = x.shape
+            ypos = self.ypos + (0.5 if self.stride != 1 else 0.0)
+            y0, x0 = torch.floor(ypos), torch.floor(self.xpos)
+            dy, dx = (ypos - y0).view(1, c, 1, 1), (self.xpos - x0).view(1, c, 1, 1)
+            rows = torch.arange(t // self.stride).view(1, -1, 1) * self.stride
+            cols = torch.arange(v).view(1, 1, -1)
+            flat = x.reshape(n, c, t * v)
+
+            def sample(row_offset: int, col_offset: int) -> Any:
+                r = rows + y0.long().view(c, 1, 1) + row_offset
+                q = cols + x0.long().view(c, 1, 1) + col_offset
+                r, q = torch.broadcast_tensors(r, q)
+                inside = ((r >= 0) & (r < t) & (q >= 0) & (q < v)).to(x.dtype)
+                index = (r.clamp(0, t - 1) * v + q.clamp(0, v - 1)).reshape(1, c, -1)
+                values = torch.gather(flat, 2, index.expand(n, -1, -1))
+                return values.reshape(n, c, *r.shape[1:]) * inside
+
+            return (
+                sample(0, 0) * (1 - dy) * (1 - dx)
+                + sample(0, 1) * (1 - dy) * dx
+                + sample(1, 0) * dy * (1 - dx)
+                + sample(1, 1) * dy * dx
+            )
+
+    module = types.ModuleType("cuda.shift")
+    module.Shift = Shift
+    return module
+
+
+def build_model(name: str, source: pathlib.Path, num_classes: int, bodies: int) -> Any:
+    """The authors' ``Model`` for ``name``, imported from the checkout at ``source``."""
+    import importlib
+
+    import torch
+
+    spec = SPECS[name]
+    module_file = source / (spec["module"].replace(".", "/") + ".py")
+    if not module_file.exists():
+        raise SystemExit(
+            f"{module_file} does not exist: --source must be a checkout of the repository "
+            f"that defines {spec['module']}.Model (see this script's docstring)."
+        )
+    sys.path.insert(0, str(source))
+    if not torch.cuda.is_available():
+        # 2s-AGCN and GCN-NAS move their graphs with ``.cuda(x.get_device())`` in forward.
+        torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor
+    kwargs = dict(spec["kwargs"])
+    if name == "stgcn":
+        kwargs.update(num_class=num_classes)
+    else:
+        kwargs.update(num_class=num_classes, num_point=25, num_person=bodies)
+        kwargs.setdefault("graph", NTU_GRAPH["graph"])
+        if kwargs["graph"] == NTU_GRAPH["graph"]:
+            kwargs.setdefault("graph_args", NTU_GRAPH["graph_args"])
+    if name == "shiftgcn":
+        package = types.ModuleType("cuda")
+        package.__path__ = []
+        sys.modules["cuda"], sys.modules["cuda.shift"] = package, _cpu_shift_module(torch)
+        # Upstream allocates some parameters with device='cuda' and uses the removed np.int.
+        text = module_file.read_text()
+        text = text.replace("device='cuda'", "device='cpu'").replace("np.int)", "np.int64)")
+        module = types.ModuleType(spec["module"])
+        module.__file__ = str(module_file)
+        exec(compile(text, str(module_file), "exec"), module.__dict__)
+    else:
+        module = importlib.import_module(spec["module"])
+    return module.Model(**kwargs)
+
+
+def benchmark(
+    name: str,
+    source: pathlib.Path,
+    *,
+    batch: int,
+    frames: int,
+    bodies: int = 1,
+    num_classes: int = 17,
+    steps: int = 5,
+    warmup: int = 2,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Times one authors' model; returns the JSON-ready row."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(name, source, num_classes, bodies)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
+    )
+    x = torch.randn(batch, 3, frames, 25, bodies)  # the authors' (N, C, T, V, M)
+    labels = torch.randint(0, num_classes, (batch,))
+
+    def train_step() -> None:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        loss.backward()
+        optimizer.step()
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def timed(fn: Any) -> list[float]:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return times
+
+    model.train()
+    train_times = timed(train_step)
+    model.eval()
+    eval_times = timed(infer)
+    return {
+        "model": name,
+        "framework": "pytorch",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": batch,
+        "frames": frames,
+        "bodies": bodies,
+        "dtype": "float32",
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "train_clips_per_s": round(batch / statistics.median(train_times), 2),
+        "infer_clips_per_s": round(batch / statistics.median(eval_times), 2),
+        "timed_steps": steps,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, choices=sorted(SPECS))
+    parser.add_argument("--source", required=True, type=pathlib.Path, help="repository checkout")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--bodies", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=5, help="timed calls (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    row = benchmark(
+        args.model,
+        args.source.expanduser().resolve(),
+        batch=args.batch,
+        frames=args.frames,
+        bodies=args.bodies,
+        steps=args.steps,
+        warmup=args.warmup,
+        threads=args.threads,
+    )
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""``smg_jax.train.jit``: the CPU library-fusion options, their switch and their fallback."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smg_jax import models
+from smg_jax.train import jit
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    jit._options_for.cache_clear()
+    yield
+    jit._options_for.cache_clear()
+
+
+def test_cpu_gets_the_library_fusions_and_other_backends_nothing():
+    assert jit.compiler_options("cpu") == jit.CPU_OPTIONS
+    assert jit.compiler_options("gpu") == {}
+    assert jit.compiler_options("tpu") == {}
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off"])
+def test_environment_switch_turns_them_off(monkeypatch, value):
+    monkeypatch.setenv(jit.ENV_SWITCH, value)
+    assert jit.compiler_options("cpu") == {}
+
+
+def test_options_this_jaxlib_refuses_fall_back_to_defaults(monkeypatch, caplog):
+    monkeypatch.setattr(jit, "CPU_OPTIONS", {"xla_cpu_no_such_option_anywhere": "1"})
+    assert jit.compiler_options("cpu") == {}
+    assert "refused" in caplog.text
+
+
+def test_a_model_compiled_with_them_matches_xla_defaults():
+    model = models.create("stgcn", num_classes=5, channels=(8, 16), strides=(1, 2), dropout=0.0)
+    x = jax.random.normal(jax.random.key(0), (3, 1, 12, 25, 3))
+    variables = model.init(jax.random.key(1), x)
+
+    def loss(params, x):
+        logits, _ = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
+        return jnp.sum(logits**2)
+
+    grad = jax.grad(loss)
+    ours = jit.jit(grad)(variables["params"], x)
+    plain = jax.jit(grad)(variables["params"], x)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
