@@ -1,0 +1,142 @@
+"""Ours against the authors' PyTorch models, measured side by side: one Markdown table.
+
+    python -m experiments.speed_table --torch-python ~/torchenv/bin/python \\
+        --sources ~/src --models all --batch 16 --frames 60 --threads 2
+
+For each model it runs ``experiments.benchmark`` (ours) and
+``experiments/torch_reference_benchmark.py`` (theirs, in ``--torch-python``,
+which must have PyTorch) one right after the other, ``--repeats`` times, and
+keeps the best of each, so that both see the same machine load. ``--sources``
+holds one checkout per model, named as below (or pass ``--source
+model=path``):
+
+    st-gcn  2s-AGCN  GCN-NAS  CTR-GCN  Shift-GCN  MS-G3D
+
+Rows: training and inference clips/s for both and their ratio (> 1: ours is
+faster). The raw JSON lines go to ``--jsonl`` if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+from experiments import benchmark
+
+REPOSITORY_DIRS = {
+    "stgcn": "st-gcn",
+    "agcn": "2s-AGCN",
+    "gcnnas": "GCN-NAS",
+    "ctrgcn": "CTR-GCN",
+    "shiftgcn": "Shift-GCN",
+    "msg3d": "MS-G3D",
+}
+TORCH_SCRIPT = pathlib.Path(__file__).with_name("torch_reference_benchmark.py")
+
+
+def torch_row(
+    python: str, model: str, source: pathlib.Path, batch: int, frames: int, steps: int, threads: int
+) -> dict[str, Any]:
+    """One JSON row from the PyTorch reference, run in its own interpreter."""
+    command = [
+        python,
+        str(TORCH_SCRIPT),
+        f"--model={model}",
+        f"--source={source}",
+        f"--batch={batch}",
+        f"--frames={frames}",
+        f"--steps={steps}",
+        f"--threads={threads}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def markdown(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """The table: one row per model, ours vs theirs."""
+    lines = [
+        "| model | train clips/s, ours | PyTorch | ratio | inference clips/s, ours | PyTorch "
+        "| ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ours, theirs in rows:
+        train = ours["train_clips_per_s"] / theirs["train_clips_per_s"]
+        infer = ours["infer_clips_per_s"] / theirs["infer_clips_per_s"]
+        lines.append(
+            f"| {ours['model']} | {ours['train_clips_per_s']:.1f} | "
+            f"{theirs['train_clips_per_s']:.1f} | {train:.2f}x | {ours['infer_clips_per_s']:.1f} | "
+            f"{theirs['infer_clips_per_s']:.1f} | {infer:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    best = dict(rows[0])
+    for key in ("train_clips_per_s", "infer_clips_per_s"):
+        best[key] = max(row[key] for row in rows)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--torch-python", required=True, help="an interpreter with PyTorch")
+    parser.add_argument("--sources", type=pathlib.Path, help="folder of repository checkouts")
+    parser.add_argument("--source", action="append", default=[], help="model=path (repeatable)")
+    parser.add_argument("--models", default="all")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating pairs; best kept")
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    parser.add_argument("--jsonl", type=pathlib.Path, help="also write every raw row here")
+    args = parser.parse_args(argv)
+
+    names = list(REPOSITORY_DIRS) if args.models == "all" else args.models.split(",")
+    sources = {}
+    for name in names:
+        if name not in REPOSITORY_DIRS:
+            raise SystemExit(f"Unknown model {name!r}; choose from {sorted(REPOSITORY_DIRS)}.")
+        if args.sources is not None:
+            sources[name] = args.sources / REPOSITORY_DIRS[name]
+    for item in args.source:
+        name, _, path = item.partition("=")
+        sources[name] = pathlib.Path(path)
+    missing = [name for name in names if name not in sources]
+    if missing:
+        raise SystemExit(f"No checkout for {missing}: pass --sources or --source model=path.")
+
+    table, raw = [], []
+    for name in names:
+        ours, theirs = [], []
+        for _ in range(args.repeats):
+            ours.append(
+                benchmark.benchmark(name, batch=args.batch, frames=args.frames, steps=args.steps)
+            )
+            theirs.append(
+                torch_row(
+                    args.torch_python,
+                    name,
+                    sources[name].expanduser().resolve(),
+                    args.batch,
+                    args.frames,
+                    args.steps,
+                    args.threads,
+                )
+            )
+            print(json.dumps(ours[-1]), json.dumps(theirs[-1]), sep="\n", file=sys.stderr)
+        raw += ours + theirs
+        table.append((_best(ours), _best(theirs)))
+    print(markdown(table))
+    if args.jsonl is not None:
+        args.jsonl.write_text("".join(json.dumps(row) + "\n" for row in raw))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

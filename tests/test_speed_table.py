@@ -1,0 +1,36 @@
+"""``experiments.speed_table``: the side-by-side table and its argument checks (no PyTorch)."""
+
+import pytest
+
+from experiments import speed_table
+
+
+def _row(model, train, infer):
+    return {"model": model, "train_clips_per_s": train, "infer_clips_per_s": infer}
+
+
+def test_table_has_one_row_per_model_with_ratios():
+    text = speed_table.markdown(
+        [
+            (_row("stgcn", 20.0, 80.0), _row("stgcn", 10.0, 100.0)),
+            (_row("agcn", 5, 5), _row("agcn", 5, 5)),
+        ]
+    )
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert lines[2] == "| stgcn | 20.0 | 10.0 | 2.00x | 80.0 | 100.0 | 0.80x |"
+    assert lines[3].endswith("| 1.00x |")
+
+
+def test_best_of_repeats_is_kept_per_column():
+    best = speed_table._best([_row("m", 3.0, 9.0), _row("m", 4.0, 8.0)])
+    assert (best["train_clips_per_s"], best["infer_clips_per_s"]) == (4.0, 9.0)
+
+
+def test_missing_checkout_and_unknown_model_are_explained(tmp_path):
+    with pytest.raises(SystemExit, match="No checkout for \\['msg3d'\\]"):
+        speed_table.main(["--torch-python", "python", "--models", "msg3d"])
+    with pytest.raises(SystemExit, match="Unknown model 'resnet'"):
+        speed_table.main(
+            ["--torch-python", "python", "--models", "resnet", "--sources", str(tmp_path)]
+        )
