@@ -118,3 +118,29 @@ def test_data_batch_norm_orders_channels_like_the_originals(bodies_in_channels):
     np.testing.assert_allclose(
         y, expected.transpose(0, 1, 3, 2, 4).reshape(n * m, v, t, c), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_keeps_the_expected_fraction_scaled(rate):
+    x = jnp.ones((16, 25, 30, 64))
+    y = blocks.Dropout(rate).apply({}, x, False, rngs={"dropout": jax.random.key(3)})
+    kept = np.asarray(y) != 0
+    assert abs(kept.mean() - (1 - rate)) < 0.01
+    np.testing.assert_allclose(np.asarray(y)[kept], 1 / (1 - rate), rtol=1e-6)
+
+
+def test_dropout_masks_are_independent_across_elements_and_keys():
+    x = jnp.ones((200_000,))
+    drop = blocks.Dropout(0.5)
+    a = np.asarray(drop.apply({}, x, False, rngs={"dropout": jax.random.key(0)})) > 0
+    b = np.asarray(drop.apply({}, x, False, rngs={"dropout": jax.random.key(1)})) > 0
+    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.01  # neighbours
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.01  # two keys
+    assert abs(np.corrcoef(a[:-64], a[64:])[0, 1]) < 0.01  # one channel row apart
+
+
+def test_dropout_is_the_identity_when_deterministic_or_rate_zero():
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    np.testing.assert_array_equal(blocks.Dropout(0.5).apply({}, x, True), x)
+    np.testing.assert_array_equal(blocks.Dropout(0.0).apply({}, x, False), x)
+    assert not np.asarray(blocks.Dropout(1.0).apply({}, x, False)).any()

@@ -154,6 +154,49 @@ class BatchNorm(nn.Module):
 
 
 # ---------------------------------------------------------------------------
+# Regularisation.
+# ---------------------------------------------------------------------------
+
+# Golden-ratio increment and MurmurHash3's 32-bit finaliser constants.
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35
+
+
+def _mix32(h: Array) -> Array:
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(_MIX1)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(_MIX2)
+    return h ^ (h >> 16)
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` (inverted: kept values scaled by ``1 / (1 - rate)``) with a cheap mask.
+
+    The keep mask of element ``i`` is a hash of ``i`` and two 32-bit seeds
+    drawn from the ``"dropout"`` RNG stream: one fused elementwise pass. Flax's
+    mask draws a Threefry bit per element, which on XLA:CPU cost about 30x
+    more (18 ms vs 0.6 ms for a 16 x 25 x 60 x 64 activation, about a tenth
+    of an ST-GCN training step). Masks differ per module, step and RNG key
+    like Flax's, but are not the same bits.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: Array, deterministic: bool) -> Array:
+        if deterministic or self.rate == 0.0:
+            return x
+        if self.rate >= 1.0:
+            return jnp.zeros_like(x)
+        seeds = jax.random.bits(self.make_rng("dropout"), (2,), jnp.uint32)
+        index = jax.lax.iota(jnp.uint32, x.size).reshape(x.shape)
+        h = _mix32(index * jnp.uint32(_GOLDEN) + seeds[0])
+        h = _mix32(h ^ seeds[1])
+        keep = h >= jnp.uint32(min(int(self.rate * 2.0**32), 2**32 - 1))
+        return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+# ---------------------------------------------------------------------------
 # Convolutions in the (B, V, T, C) layout.
 # ---------------------------------------------------------------------------
 

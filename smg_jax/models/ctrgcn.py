@@ -318,7 +318,7 @@ class CTRGCN(nn.Module):
 
         features = blocks.pool_bodies(x, num_clips)
         self.sow("intermediates", "features", features)
-        features = nn.Dropout(self.dropout, deterministic=not train)(features)
+        features = blocks.Dropout(self.dropout)(features, not train)
         fc = blocks.published_classifier(
             self.num_classes, self.channels[-1], dtype, self.param_dtype
         )

@@ -174,8 +174,8 @@ class MultiScaleGraphConv(nn.Module):
             # (K, V, tau, B, L, C) -> (B, V, L, tau, K C), channel k * C + c.
             z = z.reshape(k, v, tau, b, length, c).transpose(3, 1, 4, 2, 0, 5)
             z = z.reshape(b, v, length, tau, k * c)
-            if self.dropout > 0.001:  # MLP adds nn.Dropout only above 0.001
-                z = nn.Dropout(self.dropout, deterministic=not train)(z)
+            if self.dropout > 0.001:  # MLP adds a dropout layer only above 0.001
+                z = blocks.Dropout(self.dropout)(z, not train)
             z = z @ kernel
         z = blocks.BatchNorm(
             axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"

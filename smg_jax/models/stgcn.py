@@ -108,7 +108,7 @@ class STGCNBlock(nn.Module):
             name="tcn_conv",
         )(y)
         y = blocks.BatchNorm(**bn, name="tcn_bn2")(y, train)
-        y = nn.Dropout(self.dropout, deterministic=not train)(y)
+        y = blocks.Dropout(self.dropout)(y, not train)
         return nn.relu(y + res)
 
 
