@@ -259,10 +259,12 @@ class TemporalConv(nn.Module):
 
 
 class ParamsOnlyConv(nn.Module):
-    """Declares a ``TemporalConv``'s parameters without computing anything.
+    """Declares a ``TemporalConv``'s parameters and returns them, computing nothing.
 
     For convolutions that a published model constructs (so they count as
-    trainable parameters and sit in its checkpoints) but never calls.
+    trainable parameters and sit in its checkpoints) but never calls, and for
+    those a model applies in its own formulation. Returns ``(kernel (k, C,
+    features), bias (features,))``.
     """
 
     in_features: int
@@ -273,10 +275,10 @@ class ParamsOnlyConv(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self) -> None:
+    def __call__(self) -> tuple[Array, Array]:
         shape = (self.kernel_size, self.in_features, self.features)
-        self.param("kernel", self.kernel_init, shape, self.param_dtype)
-        self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+        return kernel, self.param("bias", self.bias_init, (self.features,), self.param_dtype)
 
 
 def max_pool_time(x: Array, window: int, stride: int, pad: int) -> Array:
