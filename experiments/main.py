@@ -4,6 +4,9 @@
         --config.data.manual_dir=/path/to/SMG
 
 Run the same command again to resume an interrupted run; see README.md.
+On several GPUs add ``--config.train.parallel=mesh``; on a Cloud TPU pod or
+several nodes run the same command on every host with
+``--config.distributed.enabled=True`` as well (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import os
 # TensorFlow (used by TFDS for I/O only) must not claim the accelerators JAX uses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import jax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from smg_jax.train import loop
+from smg_jax.train import distributed, loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and results.")
@@ -30,11 +34,15 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Our progress at INFO; the libraries' (orbax, TFDS) chatter only from WARNING up.
     absl_logging.set_verbosity(absl_logging.WARNING)
+    # Multi-host: start the runtime first, so that only process 0 logs and prints.
+    distributed.initialize(_CONFIG.value)
+    primary = jax.process_index() == 0
     for name in ("smg_jax", "tfds_smg", "experiments"):
-        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).setLevel(logging.INFO if primary else logging.WARNING)
     results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    for line in loop.summarize(results, _WORKDIR.value):
-        print(line)
+    if primary:
+        for line in loop.summarize(results, _WORKDIR.value):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,15 @@ def get_config(model: str = "stgcn") -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 2
     config.train.tensorboard = True
     config.train.progress_bar = True
+    # How a step spreads over devices (docs/scaling.md); train.batch_size stays the global
+    # batch and must divide by the number of devices. "none": one device (the default);
+    # "pmap": jax.pmap over this host's devices, gradients averaged with pmean; "mesh":
+    # jax.jit over a mesh of every device, the batch sharded and the state replicated.
+    config.train.parallel = "none"
+    # BatchNorm statistics over the global batch, as on one device (pmap: a pmean across
+    # devices; mesh always does this). False with pmap: per-device statistics, as PyTorch's
+    # DataParallel/DDP compute them.
+    config.train.cross_replica_bn = True
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 64
@@ -97,6 +106,16 @@ def get_config(model: str = "stgcn") -> ml_collections.ConfigDict:
     # tensors whose shape differs from ours (the classifier) are freshly initialised.
     config.init.checkpoint = config_dict.placeholder(str)
     config.init.num_classes = 60  # classes of that checkpoint (NTU RGB+D 60)
+
+    # Multi-host runs (Cloud TPU pods, multi-node GPU): enabled calls jax.distributed.initialize
+    # with the fields below; leave them None where the cluster (Cloud TPU, SLURM, Open MPI)
+    # tells JAX itself. The workdir must be one folder every host sees.
+    config.distributed = ml_collections.ConfigDict()
+    config.distributed.enabled = False
+    # "host:port" of process 0, which every process can reach.
+    config.distributed.coordinator_address = config_dict.placeholder(str)
+    config.distributed.num_processes = config_dict.placeholder(int)
+    config.distributed.process_id = config_dict.placeholder(int)
 
     # Locked: a mistyped field is an error, not a silently ignored new field.
     config.lock()

@@ -15,7 +15,14 @@ Built on ``grain.MapDataset``: random access makes every batch a pure
 function of ``(seed, step)``, so the iterator's state is one integer and
 resuming is exact; grain also gives per-epoch reshuffling
 (``shuffle().repeat()`` reseeds each epoch) and threaded prefetch.
-``batch_size`` is always the per-host (per-shard) batch size.
+
+Two ways to spread training over hosts. *Shards* (``shard_index`` /
+``shard_count``) split the source: each host shuffles its own examples and
+``batch_size`` is the per-host batch. *Slices* (``slice_index`` /
+``slice_count``) split each batch: every host draws the same global order
+and augmentation and builds only its part of each global batch of
+``batch_size``, so H hosts train on exactly the batches of one host (the
+training loop uses slices).
 """
 
 from __future__ import annotations
@@ -81,6 +88,25 @@ def _check_batch_size(batch_size: int) -> None:
         raise DataError(f"batch_size must be >= 1, got {batch_size}.")
 
 
+def _check_slice(batch_size: int, slice_index: int, slice_count: int, micro_batches: int) -> None:
+    if slice_count < 1 or not 0 <= slice_index < slice_count:
+        raise DataError(
+            f"slice_index={slice_index}, slice_count={slice_count}: need slice_count >= 1 and "
+            "0 <= slice_index < slice_count (e.g. jax.process_index(), jax.process_count())."
+        )
+    if micro_batches < 1 or batch_size % (micro_batches * slice_count):
+        raise DataError(
+            f"batch_size={batch_size} does not split into micro_batches={micro_batches} x "
+            f"slice_count={slice_count} equal parts; choose a batch size divisible by "
+            f"{max(micro_batches, 1) * slice_count}."
+        )
+
+
+def _merge_micro_batches(batch: Batch) -> Batch:
+    """``(A, p, ...)`` pieces -> ``(A * p, ...)``: one host's rows of one global batch."""
+    return {k: v.reshape((-1, *v.shape[2:])) for k, v in batch.items()}
+
+
 def shard_indices(num_examples: int, shard_index: int, shard_count: int) -> np.ndarray:
     """Source positions of one shard: ``shard_index, shard_index + shard_count, ...``.
 
@@ -105,6 +131,9 @@ def train_dataset(
     shard_index: int = 0,
     shard_count: int = 1,
     num_epochs: int | None = None,
+    slice_index: int = 0,
+    slice_count: int = 1,
+    micro_batches: int = 1,
 ) -> grain.MapDataset:
     """Random-access training batches: element ``i`` is batch ``i`` of this shard.
 
@@ -115,20 +144,34 @@ def train_dataset(
     example is ever skipped and every batch is full; with ``num_epochs`` set
     the final partial batch is dropped.
 
+    With ``slice_count > 1`` element ``i`` is this host's slice of batch
+    ``i``: the batch is read as ``micro_batches`` consecutive micro-batches
+    of ``m = batch_size / micro_batches`` rows, and this host gets rows
+    ``[slice_index * p, (slice_index + 1) * p)`` of each (``p = m /
+    slice_count``), concatenated: ``micro_batches * p`` rows. Only those
+    examples are read and augmented. Cutting every micro-batch (not the
+    whole batch) lets each device hold its part of every micro-batch of a
+    gradient-accumulation step.
+
     Args:
       source: random-access examples (see module docstring).
       preset: the per-example transform (``augment`` applies here).
-      batch_size: per-shard batch size.
+      batch_size: per-shard batch size (with slices: the global batch size).
       seed: shuffle and augmentation seed, in ``[0, 2**32)``.
-      shard_index: this host's shard, ``jax.process_index()``.
-      shard_count: number of shards, ``jax.process_count()``.
+      shard_index: this host's shard of the source.
+      shard_count: number of shards.
       num_epochs: ``None`` repeats forever.
+      slice_index: this host's slice of every batch, ``jax.process_index()``.
+      slice_count: number of slices, ``jax.process_count()``.
+      micro_batches: gradient-accumulation micro-batches per batch
+        (``train.accum_steps``); only matters with ``slice_count > 1``.
 
     Returns:
       A ``grain.MapDataset`` of batches ``{"x", "label", "mask"}``.
     """
     _check_batch_size(batch_size)
     _check_shard(shard_index, shard_count)
+    _check_slice(batch_size, slice_index, slice_count, micro_batches)
     if not 0 <= seed < 2**32:
         raise DataError(f"seed must be in [0, 2**32), got {seed}.")
     if num_epochs is not None and num_epochs < 1:
@@ -146,7 +189,16 @@ def train_dataset(
     dataset = grain.MapDataset.source(source)[shard_index::shard_count]
     dataset = dataset.shuffle(seed=seed).repeat(num_epochs)
     dataset = dataset.map_with_index(transform)
-    return dataset.batch(batch_size, drop_remainder=True)
+    if slice_count == 1:
+        return dataset.batch(batch_size, drop_remainder=True)
+    # Pieces of p consecutive stream elements: piece (i * micro_batches + j) * slice_count + h
+    # is host h's part of micro-batch j of batch i. Slicing is lazy, so a host reads only
+    # its pieces; cutting to whole batches first keeps every host at the same batch count.
+    per_batch = micro_batches * slice_count
+    pieces = dataset.batch(batch_size // per_batch, drop_remainder=True)
+    pieces = pieces[: len(pieces) // per_batch * per_batch]
+    mine = pieces[slice_index::slice_count].batch(micro_batches)
+    return mine.map(_merge_micro_batches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +223,9 @@ class TrainIterator(Iterator[Batch]):
     The extra fields make a restore with a different seed, batch size,
     sharding or dataset fail instead of silently changing the data order.
     Save it beside the model, e.g. ``ocp.args.JsonSave(it.get_state())``.
+    Slices are not part of the state: it is the position in the global
+    stream, the same on every host, so one host's copy resumes them all
+    (also on another number of hosts).
     """
 
     def __init__(
@@ -185,6 +240,9 @@ class TrainIterator(Iterator[Batch]):
         num_epochs: int | None = None,
         num_threads: int = 2,
         prefetch: int = 4,
+        slice_index: int = 0,
+        slice_count: int = 1,
+        micro_batches: int = 1,
     ) -> None:
         """See ``train_dataset`` for the arguments.
 
@@ -201,6 +259,9 @@ class TrainIterator(Iterator[Batch]):
             shard_index=shard_index,
             shard_count=shard_count,
             num_epochs=num_epochs,
+            slice_index=slice_index,
+            slice_count=slice_count,
+            micro_batches=micro_batches,
         )
         self._spec = _TrainSpec(
             seed=seed,
@@ -286,6 +347,9 @@ def train_iterator(
     num_threads: int = 2,
     prefetch: int = 4,
     state: Mapping[str, Any] | None = None,
+    slice_index: int = 0,
+    slice_count: int = 1,
+    micro_batches: int = 1,
 ) -> TrainIterator:
     """A ``TrainIterator``, restored to ``state`` when one is given (see ``TrainIterator``)."""
     iterator = TrainIterator(
@@ -298,6 +362,9 @@ def train_iterator(
         num_epochs=num_epochs,
         num_threads=num_threads,
         prefetch=prefetch,
+        slice_index=slice_index,
+        slice_count=slice_count,
+        micro_batches=micro_batches,
     )
     if state is not None:
         iterator.set_state(state)

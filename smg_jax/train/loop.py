@@ -16,13 +16,17 @@ the newest whole checkpoint and continues; because the data order, dropout
 keys and augmentation draws are functions of the seed and the step, it ends
 with the same numbers as an uninterrupted run. SIGTERM (a preempted VM)
 saves a checkpoint before exiting.
+
+``train.parallel`` spreads each step over several devices and
+``distributed.enabled`` over several hosts (``parallel``, ``distributed``,
+docs/scaling.md); every host runs this same function, and only process 0
+writes reports, plots, TensorBoard and the progress bar.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import pathlib
@@ -36,20 +40,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from smg_jax import metrics, models
 from smg_jax.data import pipeline, transforms
-from smg_jax.train import checkpoint, losses, optim, steps
+from smg_jax.train import checkpoint, distributed, losses, optim, parallel
 from smg_jax.train import state as state_lib
+from smg_jax.train.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SMG_CONFIG = "clips"
-
-
-class ConfigError(ValueError):
-    """The config cannot run as written (the message says which field and why)."""
 
 
 # ---------------------------------------------------------------------------
@@ -234,17 +236,43 @@ def initial_variables(config, model, num_classes: int, input_shape, rng) -> dict
 
 
 def predict(
-    eval_fn, train_state, source: Sequence[dict[str, Any]], preset, batch_size: int, threads: int
+    eval_fn,
+    train_state,
+    source: Sequence[dict[str, Any]],
+    preset,
+    batch_size: int,
+    threads: int,
+    placement: parallel.Placement = parallel.SINGLE_DEVICE,
 ) -> np.ndarray:
-    """``(N, K)`` logits for every example of ``source``, in source order, each exactly once."""
+    """``(N, K)`` logits for every example of ``source``, in source order, each exactly once.
+
+    With several hosts each evaluates its shard of ``source`` (``batch_size``
+    is the global eval batch) and every host gets all the logits.
+    """
+    outs, indices, masks = [], [], []
+    batches = pipeline.eval_iterator(
+        source,
+        preset,
+        batch_size=placement.eval_rows(batch_size),
+        shard_index=placement.process_index,
+        shard_count=placement.process_count,
+        num_threads=threads,
+    )
+    for batch in batches:
+        out = eval_fn(train_state, placement.put_eval_batch({"x": batch["x"]}))
+        outs.append(placement.host_rows(out))
+        indices.append(batch["index"])
+        masks.append(batch["mask"])
     logits_by_index: dict[int, np.ndarray] = {}
-    for batch in pipeline.eval_iterator(source, preset, batch_size=batch_size, num_threads=threads):
-        out = np.asarray(eval_fn(train_state, {"x": batch["x"]}))
-        for row in np.flatnonzero(batch["mask"]):
-            index = int(batch["index"][row])
-            if index in logits_by_index:
-                raise RuntimeError(f"Evaluation saw example {index} twice.")
-            logits_by_index[index] = out[row]
+    if outs:
+        # Every shard yields the same number of batches, so the hosts' arrays line up.
+        out, index, mask = placement.gather(
+            (np.concatenate(outs), np.concatenate(indices), np.concatenate(masks))
+        )
+        for row in np.flatnonzero(mask):
+            if int(index[row]) in logits_by_index:
+                raise RuntimeError(f"Evaluation saw example {int(index[row])} twice.")
+            logits_by_index[int(index[row])] = out[row]
     if len(logits_by_index) != len(source):
         raise RuntimeError(
             f"Evaluation produced {len(logits_by_index)} predictions for {len(source)} examples."
@@ -287,6 +315,8 @@ class _Preemption:
         self._previous = None
 
     def __enter__(self) -> _Preemption:
+        if jax.process_count() > 1:
+            return self  # JAX's preemption service owns SIGTERM (distributed.preemption_requested)
         with contextlib.suppress(ValueError):  # not in the main thread: no handler
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
@@ -317,15 +347,23 @@ def config_changes(workdir: str | pathlib.Path, config: ml_collections.ConfigDic
     saved = _flatten(json.loads(path.read_text()))
     current = _flatten(json.loads(config.to_json_best_effort()))
     ignore = {"train.log_every_steps", "train.progress_bar", "train.max_steps", "data.num_threads"}
+    # Which hosts run it (and where the coordinator is) does not change the numbers.
     return sorted(
         key
         for key in set(saved) | set(current)
-        if key not in ignore and saved.get(key) != current.get(key)
+        if key not in ignore
+        and not key.startswith("distributed.")
+        and saved.get(key) != current.get(key)
     )
 
 
-def check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    """Refuses a ``workdir`` that holds a run of another config; records the config otherwise."""
+def check_resume_config(
+    workdir: pathlib.Path, config: ml_collections.ConfigDict, write: bool = True
+) -> None:
+    """Refuses a ``workdir`` that holds a run of another config; records the config otherwise.
+
+    ``write=False`` (hosts other than process 0) only checks.
+    """
     changed = config_changes(workdir, config)
     if changed:
         raise ConfigError(
@@ -333,7 +371,7 @@ def check_resume_config(workdir: pathlib.Path, config: ml_collections.ConfigDict
             "Resume it with the same config, or choose a new --workdir."
         )
     path = workdir / "config.json"
-    if not path.exists():
+    if write and not path.exists():
         metrics.write_json(json.loads(config.to_json_best_effort()), path)
 
 
@@ -356,9 +394,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     Returns the final report (also written to ``workdir/results.json``).
     """
+    distributed.initialize(config)  # before anything touches a device
+    placement = parallel.make_placement(config)
+    primary = placement.is_primary
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_resume_config(workdir, config)
+    check_resume_config(workdir, config, write=primary)
+    if placement.process_count > 1:
+        # Process 0 builds the TFDS dataset (or synthetic data) if needed while the others
+        # wait, so that hosts sharing a data_dir do not build it at the same time.
+        if primary:
+            load_data(config)
+        multihost_utils.sync_global_devices("smg_jax: data ready")
     data = load_data(config)
     num_classes = len(data.class_names)
     preset = make_preset(config)
@@ -380,8 +427,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     num_joints = len(preset.layout.joint_names)
     input_shape = (1, int(config.model.get("num_persons", 1)), *preset.output_shape(num_joints))
     variables = initial_variables(config, model, num_classes, input_shape, init_rng)
-    train_state = state_lib.create_train_state(variables, tx, state_rng)
-    num_params = state_lib.count_params(train_state.params)
+    train_state = placement.put_state(state_lib.create_train_state(variables, tx, state_rng))
+    num_params = state_lib.count_params(variables["params"])
 
     latest = checkpoint.Checkpointer(workdir / "checkpoints", max_to_keep=int(tc.keep_checkpoints))
     best = checkpoint.Checkpointer(
@@ -397,25 +444,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "epoch_loss": [0.0, 0],
         "train_time": [0, 0.0],
     }
-    restored = latest.restore(train_state)
+    step = 0
+    restored = latest.restore(placement.checkpoint_state(train_state))
     if restored is not None:
-        train_state, meta = restored
+        saved_state, meta = restored
+        step = int(saved_state.step)
+        train_state = placement.put_state(saved_state)
         meta.setdefault("train_time", [0, 0.0])  # checkpoints written before it existed
-        log.info("Resumed from %s at step %d", latest.directory, int(train_state.step))
+        log.info("Resumed from %s at step %d", latest.directory, step)
 
-    train_step = jax.jit(
-        functools.partial(
-            steps.train_step,
-            model=model,
-            tx=tx,
-            loss_fn=loss_fn,
-            schedule=schedule,
-            accum_steps=int(tc.accum_steps),
-        ),
-        donate_argnums=(0,),
+    train_step, eval_fn = parallel.make_steps(
+        placement,
+        parallel.training_model(model, config),
+        tx=tx,
+        loss_fn=loss_fn,
+        schedule=schedule,
+        accum_steps=int(tc.accum_steps),
     )
-    eval_fn = jax.jit(functools.partial(steps.eval_step, model=model))
     threads = int(config.data.num_threads)
+    # Every host draws the same global batches and reads only its slice of each.
     iterator = pipeline.train_iterator(
         data.train,
         preset,
@@ -423,11 +470,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         seed=int(tc.seed),
         num_threads=threads,
         state=meta.get("data"),
+        slice_index=placement.process_index,
+        slice_count=placement.process_count,
+        micro_batches=int(tc.accum_steps),
     )
-    board = _TensorBoard(workdir / "tensorboard", bool(tc.tensorboard))
+    board = _TensorBoard(workdir / "tensorboard", bool(tc.tensorboard) and primary)
     log.info(
         "%s: %d train / %d test clips; model %s (%s parameters); %d steps of batch %d "
-        "(%d per epoch)",
+        "(%d per epoch); %s",
         data.description,
         len(data.train),
         len(data.test),
@@ -436,11 +486,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         total_steps,
         batch_size,
         steps_per_epoch,
+        describe(placement),
     )
 
     def evaluate_and_record(step: int) -> dict[str, Any]:
         logits = predict(
-            eval_fn, train_state, data.test, preset, int(config.eval.batch_size), threads
+            eval_fn,
+            train_state,
+            data.test,
+            preset,
+            int(config.eval.batch_size),
+            threads,
+            placement,
         )
         report = metrics.classification_report(logits, data.test_labels, data.class_names)
         loss_sum, loss_count = meta["epoch_loss"]
@@ -456,18 +513,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             meta["history"].append(row)
             meta["epoch_loss"] = [0.0, 0]
         board.scalars(step, {f"test/{k}": row[k] for k in ("top1", "top5", "mean_class_accuracy")})
-        tqdm.write(
-            f"epoch {row['epoch']:.1f}: test top-1 {100 * row['top1']:.2f} %, "
-            f"top-5 {100 * row['top5']:.2f} %, mean class {100 * row['mean_class_accuracy']:.2f} %",
-            file=sys.stderr,
-        )
+        if primary:
+            tqdm.write(
+                f"epoch {row['epoch']:.1f}: test top-1 {100 * row['top1']:.2f} %, "
+                f"top-5 {100 * row['top5']:.2f} %, "
+                f"mean class {100 * row['mean_class_accuracy']:.2f} %",
+                file=sys.stderr,
+            )
         metric = config.eval.best_metric
         if meta["best"] is None or row[metric] > meta["best"][metric]:
             meta["best"] = row
-            best.save(step, train_state, {"metrics": row})
+            best.save(step, placement.checkpoint_state(train_state), {"metrics": row})
         return {"logits": logits, "report": report}
 
-    step = int(train_state.step)
     eval_every = max(1, int(config.eval.every_epochs)) * steps_per_epoch
     checkpoint_every = int(tc.checkpoint_every_steps) or steps_per_epoch
     window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
@@ -478,13 +536,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             desc=f"train {config.model.name}",
             unit="step",
             dynamic_ncols=True,
-            disable=not tc.progress_bar,
+            disable=not (tc.progress_bar and primary),
             file=sys.stderr,
         )
         compiled = False  # the first step of each invocation compiles: not timed
         while step < total_steps:
             step_start = time.perf_counter()
-            batch = next(iterator)
+            batch = placement.put_train_batch(next(iterator))
             train_state, step_metrics = train_step(train_state, batch)
             step += 1
             loss = float(step_metrics["loss"])  # waits for the step to finish
@@ -523,10 +581,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
             if step % eval_every == 0 and step < total_steps:
                 evaluate_and_record(step)
-            if step % checkpoint_every == 0 or step == total_steps or preemption.requested:
+            preempted = distributed.preemption_requested(step, preemption.requested)
+            if step % checkpoint_every == 0 or step == total_steps or preempted:
                 meta["data"] = iterator.get_state()
-                latest.save(step, train_state, meta)
-            if preemption.requested:
+                latest.save(step, placement.checkpoint_state(train_state), meta)
+            if preempted:
                 bar.close()
                 board.close()
                 raise Preempted(
@@ -537,21 +596,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     final = evaluate_and_record(step)
     meta["data"] = iterator.get_state()
+    saved_state = placement.checkpoint_state(train_state)
     if latest.latest_step() == step:
-        latest.overwrite_meta(step, train_state, meta)
+        latest.overwrite_meta(step, saved_state, meta)
     else:
-        latest.save(step, train_state, meta)
+        latest.save(step, saved_state, meta)
     board.close()
-    return write_results(config, workdir, data, final, meta, num_params, preset)
+    return write_results(config, workdir, data, final, meta, num_params, preset, write=primary)
 
 
-def write_results(config, workdir, data: Data, final, meta, num_params, preset) -> dict:
+def describe(placement: parallel.Placement) -> str:
+    """``"1 device"``, ``"pmap over 8 devices (2 hosts x 4)"``, ...: for the log."""
+    if placement.mode == "none":
+        return "1 device"
+    hosts = placement.process_count
+    where = f" ({hosts} hosts x {len(placement.local_devices)})" if hosts > 1 else ""
+    return f"{placement.mode} over {placement.num_devices} devices{where}"
+
+
+def write_results(
+    config, workdir, data: Data, final, meta, num_params, preset, write: bool = True
+) -> dict:
     """Writes a run's report files (see the module docstring) and returns ``results.json``'s dict.
 
     ``meta`` is the run's checkpoint metadata (``history``, ``best``, ``train_time``).
+    ``write=False`` (hosts other than process 0) only returns the dict.
     """
     report = final["report"]
     baseline = metrics.majority_baseline(data.train_labels, data.test_labels, len(data.class_names))
+    results = {
+        "model": config.model.name,
+        "stream": preset.stream,
+        "preset": config.data.preset,
+        "data": data.description,
+        "synthetic": data.synthetic,
+        "num_params": num_params,
+        # Training clips per second of train-step time, over all devices and hosts (None
+        # when no step was timed).
+        "train_clips_per_second": _clips_per_second(meta, int(config.train.batch_size)),
+        "final": report,
+        "majority_baseline": baseline,
+        "best_test_epoch": meta.get("best"),
+        "history": meta.get("history", []),
+    }
+    if not write:
+        return results
     label = f"{config.model.name} ({config.data.preset} preset, {preset.stream} stream)"
     rows = {label: report, "majority class (always the most frequent train class)": baseline}
     note = (
@@ -579,20 +668,6 @@ def write_results(config, workdir, data: Data, final, meta, num_params, preset) 
         names=np.asarray(sample_ids),
         class_names=np.asarray(data.class_names),
     )
-    results = {
-        "model": config.model.name,
-        "stream": preset.stream,
-        "preset": config.data.preset,
-        "data": data.description,
-        "synthetic": data.synthetic,
-        "num_params": num_params,
-        # Training clips per second of train-step time (None when no step was timed).
-        "train_clips_per_second": _clips_per_second(meta, int(config.train.batch_size)),
-        "final": report,
-        "majority_baseline": baseline,
-        "best_test_epoch": meta.get("best"),
-        "history": meta.get("history", []),
-    }
     metrics.write_json(results, workdir / "results.json")
     metrics.write_json({"history": meta.get("history", [])}, workdir / "history.json")
     log.info("Results: %s, %s, %s", workdir / "results.md", workdir / "results.json", png)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.data import pipeline
-from smg_jax.train import checkpoint, jit, loop, losses, optim, steps
+from smg_jax.train import checkpoint, jit, loop, losses, optim, parallel, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,11 @@ def train_and_evaluate_seeds(
     seeds = [int(s) for s in workdirs]
     if not seeds:
         return {}
+    if parallel.parallel_mode(config) != "none":
+        raise loop.ConfigError(
+            f"train.parallel={config.train.parallel!r}: vmapped seeds train on one device; "
+            "set train.parallel='none', or train the seeds one by one (loop.train_and_evaluate)."
+        )
     dirs = {s: pathlib.Path(workdirs[s]) for s in seeds}
     configs = {s: seed_config(config, s) for s in seeds}
     for s in seeds:

@@ -44,7 +44,11 @@ def train_step(
         forward/backward on each in turn (BatchNorm statistics updated after
         each, as PyTorch does) and apply the mean gradient once. MS-G3D's
         recipe is batch 32 as two forward batches of 16.
-      axis_name: the ``pmap``/``shard_map`` axis to average gradients over.
+      axis_name: the ``pmap``/``shard_map`` axis to average gradients over;
+        each device then also draws its own dropout masks. ``batch`` is then
+        this device's part, and with ``accum_steps > 1`` its micro-batch ``i``
+        must be its part of the global micro-batch ``i`` (``parallel`` lays
+        batches out so).
 
     Returns:
       ``(new_state, metrics)`` with ``loss``, ``accuracy``, ``grad_norm``,
@@ -58,6 +62,10 @@ def train_step(
         lambda a: a.reshape((accum_steps, batch_size // accum_steps, *a.shape[1:])), batch
     )
     step_rng = jax.random.fold_in(jnp.asarray(state.rng, jnp.uint32), state.step)
+    if axis_name is not None:
+        # One key per device: the same key everywhere would repeat one dropout pattern
+        # in every device's part of the batch.
+        step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
 
     def micro_loss(params, batch_stats, micro_batch, rng):
         variables = {"params": params}
