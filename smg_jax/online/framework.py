@@ -189,7 +189,7 @@ class AuthorsModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jit.jit(functools.partial(steps.eval_step, model=self.network))
+        return jit.jit(functools.partial(steps.eval_step, model=self.network), inference=True)
 
     @functools.cached_property
     def transitions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +286,7 @@ def train_authors(
             "mask": np.ones(batch_size, bool),
         }
 
-    eval_fn = jit.jit(functools.partial(steps.eval_step, model=network))
+    eval_fn = jit.jit(functools.partial(steps.eval_step, model=network), inference=True)
 
     def val_batches():
         for begin in range(0, val.size, batch_size):

@@ -250,7 +250,12 @@ def mesh_train_step(train_fn: TrainFn, mesh: Mesh) -> TrainFn:
 def mesh_eval_step(eval_fn: EvalFn, mesh: Mesh) -> EvalFn:
     """``eval_fn`` jitted over ``mesh``: replicated state, batch and logits sharded on rows."""
     rows = NamedSharding(mesh, P(AXIS))
-    return jit.jit(eval_fn, in_shardings=(NamedSharding(mesh, P()), rows), out_shardings=rows)
+    return jit.jit(
+        eval_fn,
+        inference=True,
+        in_shardings=(NamedSharding(mesh, P()), rows),
+        out_shardings=rows,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -408,4 +413,4 @@ def make_steps(
         return pmap_train_step(train_fn), pmap_eval_step(eval_fn)
     if placement.mode == "mesh":
         return mesh_train_step(train_fn, placement.mesh), mesh_eval_step(eval_fn, placement.mesh)
-    return jit.jit(train_fn, donate_argnums=(0,)), jit.jit(eval_fn)
+    return jit.jit(train_fn, donate_argnums=(0,)), jit.jit(eval_fn, inference=True)
