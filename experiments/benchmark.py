@@ -96,7 +96,9 @@ def benchmark(
         ),
         donate_argnums=(0,),
     )
-    eval_fn = jit.jit(functools.partial(step_fns.eval_step, model=model), inference=True)
+    eval_fn = jit.jit(
+        functools.partial(step_fns.eval_step, model=model), inference=True, model=model
+    )
 
     start = time.perf_counter()
     compiled_train = train_fn.lower(train_state, batch_data).compile()

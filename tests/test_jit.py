@@ -18,9 +18,13 @@ def _fresh_cache():
 
 def test_cpu_gets_the_library_fusions_and_other_backends_nothing():
     assert jit.compiler_options("cpu") == jit.CPU_OPTIONS
-    assert jit.compiler_options("cpu", inference=True) == jit.CPU_INFERENCE_OPTIONS
+    assert jit.compiler_options("cpu", inference=True) == jit.CPU_OPTIONS
+    shift = models.create("shiftgcn", num_classes=3)
+    assert jit.compiler_options("cpu", model=shift) == jit.CPU_OPTIONS
+    without = jit.compiler_options("cpu", inference=True, model=shift)
+    assert without == jit.CPU_OPTIONS_WITHOUT_ELEMENTWISE
+    assert "ELTWISE" not in without["xla_cpu_experimental_ynn_fusion_type"]
     assert "ELTWISE" in jit.CPU_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]
-    assert "ELTWISE" not in jit.CPU_INFERENCE_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]
     assert jit.compiler_options("gpu") == {}
     assert jit.compiler_options("tpu", inference=True) == {}
 
@@ -34,7 +38,11 @@ def test_environment_switch_turns_them_off(monkeypatch, value):
 def test_options_this_jaxlib_refuses_fall_back_to_defaults(monkeypatch, caplog):
     monkeypatch.setattr(jit, "CPU_OPTIONS", {"xla_cpu_no_such_option_anywhere": "1"})
     assert jit.compiler_options("cpu") == {}
-    assert jit.compiler_options("cpu", inference=True) == jit.CPU_INFERENCE_OPTIONS
+    shift = models.create("shiftgcn", num_classes=3)
+    assert (
+        jit.compiler_options("cpu", inference=True, model=shift)
+        == jit.CPU_OPTIONS_WITHOUT_ELEMENTWISE
+    )
     assert "refused" in caplog.text
 
 
@@ -54,5 +62,5 @@ def test_a_model_compiled_with_them_matches_xla_defaults():
     plain = jax.jit(grad)(variables["params"], x)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
-    forward = jit.jit(model.apply, inference=True)(variables, x)
+    forward = jit.jit(model.apply, inference=True, model=model)(variables, x)
     np.testing.assert_allclose(forward, jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-6)

@@ -6,7 +6,9 @@ import json
 import pathlib
 import shutil
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from experiments import ensemble as ensemble_cli
@@ -121,3 +123,17 @@ def test_ensemble_refuses_mismatched_runs(finished_run, tmp_path):
         ensemble.fuse([run, other])
     with pytest.raises(ensemble.EnsembleError, match="does not exist"):
         ensemble.load_scores(pathlib.Path(tmp_path) / "nothing")
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state(smg_tiny, tmp_path):
+    results = loop.train_and_evaluate(
+        tiny_config(smg_tiny, compute_dtype="bfloat16", epochs=1), tmp_path
+    )
+    assert np.isfinite(results["final"]["top1"])
+    logits = np.load(tmp_path / "test_logits.npz")["logits"]
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+    step_dir = max((tmp_path / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    stored = ocp.PyTreeCheckpointer().restore(step_dir / "state")
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves(stored["params"])}
+    dtypes |= {leaf.dtype for leaf in jax.tree.leaves(stored["opt_state"]) if leaf.ndim > 0}
+    assert dtypes == {np.dtype(np.float32)}

@@ -276,7 +276,7 @@ def train_fold(
         ),
         donate_argnums=(0,),
     )
-    eval_fn = jit.jit(functools.partial(steps.eval_step, model=model), inference=True)
+    eval_fn = jit.jit(functools.partial(steps.eval_step, model=model), inference=True, model=model)
     threads = int(config.data.num_threads)
     iterator = pipeline.train_iterator(
         train, preset, batch_size=batch_size, seed=seed, num_threads=threads, state=meta["data"]

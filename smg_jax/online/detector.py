@@ -280,7 +280,9 @@ class DetectorModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jit.jit(functools.partial(steps.eval_step, model=self.model), inference=True)
+        return jit.jit(
+            functools.partial(steps.eval_step, model=self.model), inference=True, model=self.model
+        )
 
     def frame_probabilities(self, recording: Recording) -> np.ndarray:
         """``(T, K + 1)`` per-frame class probabilities of one recording."""

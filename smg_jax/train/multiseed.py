@@ -194,7 +194,7 @@ def train_and_evaluate_seeds(
     )
     seed_eval = jax.vmap(functools.partial(steps.eval_step, model=model), in_axes=(0, None))
 
-    @functools.partial(jit.jit, inference=True)
+    @functools.partial(jit.jit, inference=True, model=model)
     def eval_fn(train_state, batch):
         # (S, B, K) -> (B, S, K): loop.predict keeps rows by batch position, so
         # it returns (N, S, K), every seed's logits for each test example.

@@ -247,12 +247,13 @@ def mesh_train_step(train_fn: TrainFn, mesh: Mesh) -> TrainFn:
     )
 
 
-def mesh_eval_step(eval_fn: EvalFn, mesh: Mesh) -> EvalFn:
+def mesh_eval_step(eval_fn: EvalFn, mesh: Mesh, model: Any = None) -> EvalFn:
     """``eval_fn`` jitted over ``mesh``: replicated state, batch and logits sharded on rows."""
     rows = NamedSharding(mesh, P(AXIS))
     return jit.jit(
         eval_fn,
         inference=True,
+        model=model,
         in_shardings=(NamedSharding(mesh, P()), rows),
         out_shardings=rows,
     )
@@ -412,5 +413,7 @@ def make_steps(
     if placement.mode == "pmap":
         return pmap_train_step(train_fn), pmap_eval_step(eval_fn)
     if placement.mode == "mesh":
-        return mesh_train_step(train_fn, placement.mesh), mesh_eval_step(eval_fn, placement.mesh)
-    return jit.jit(train_fn, donate_argnums=(0,)), jit.jit(eval_fn, inference=True)
+        return mesh_train_step(train_fn, placement.mesh), mesh_eval_step(
+            eval_fn, placement.mesh, model
+        )
+    return jit.jit(train_fn, donate_argnums=(0,)), jit.jit(eval_fn, inference=True, model=model)
