@@ -104,6 +104,18 @@ def test_resume_with_another_config_is_refused(finished_run, smg_tiny):
         loop.train_and_evaluate(config, workdir)
 
 
+def test_a_run_older_than_new_config_fields_still_resumes(finished_run, smg_tiny, tmp_path, caplog):
+    workdir, _ = finished_run
+    saved = json.loads((workdir / "config.json").read_text())
+    del saved["train"]["parallel"]  # as written before that field existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert loop.config_changes(tmp_path, tiny_config(smg_tiny)) == []
+    assert "predates the config fields ['train.parallel']" in caplog.text
+    saved["train"]["removed_field"] = 1  # a field this version does not know is still a change
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert loop.config_changes(tmp_path, tiny_config(smg_tiny)) == ["train.removed_field"]
+
+
 def test_ensemble_of_identical_streams_equals_the_stream(finished_run, tmp_path, capsys):
     workdir, results = finished_run
     run = ensemble.load_scores(workdir)

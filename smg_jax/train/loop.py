@@ -339,7 +339,8 @@ def config_changes(workdir: str | pathlib.Path, config: ml_collections.ConfigDic
 
     Empty when ``workdir`` holds no ``config.json`` yet or the same config.
     Fields that change how a run is watched or cut short, not what it
-    computes, are not compared.
+    computes, are not compared; nor are fields the saved config does not have
+    (added to smg-jax after the run started: a warning names them).
     """
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
@@ -347,10 +348,17 @@ def config_changes(workdir: str | pathlib.Path, config: ml_collections.ConfigDic
     saved = _flatten(json.loads(path.read_text()))
     current = _flatten(json.loads(config.to_json_best_effort()))
     ignore = {"train.log_every_steps", "train.progress_bar", "train.max_steps", "data.num_threads"}
+    newer = sorted(set(current) - set(saved))
+    if newer:
+        log.warning(
+            "%s predates the config fields %s; the run continues with their current values.",
+            path,
+            newer,
+        )
     # Which hosts run it (and where the coordinator is) does not change the numbers.
     return sorted(
         key
-        for key in set(saved) | set(current)
+        for key in saved
         if key not in ignore
         and not key.startswith("distributed.")
         and saved.get(key) != current.get(key)
