@@ -2,6 +2,7 @@
 
     python -m experiments.benchmark --models stgcn,agcn --batch 16 --frames 60
     python -m experiments.benchmark --models all --batch 16,64 --frames 60 --steps 10
+    python -m experiments.benchmark --models stgcn --override dropout=0.0
 
 Measures a jitted SGD (Nesterov, weight decay) train step and a jitted eval
 forward pass on random inputs ``(batch, bodies, frames, 25, 3)``: compile
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments import torch_reference_benchmark
 from smg_jax import models
 from smg_jax.train import jit, losses, optim
 from smg_jax.train import state as state_lib
@@ -74,10 +76,10 @@ def benchmark(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Times one model; returns the JSON-ready row."""
-    overrides = dict(overrides or {})
+    fields = dict(overrides or {})
     if dtype != "float32":
-        overrides["dtype"] = _DTYPES[dtype]
-    model = models.create(name, num_classes=num_classes, num_persons=bodies, **overrides)
+        fields["dtype"] = _DTYPES[dtype]
+    model = models.create(name, num_classes=num_classes, num_persons=bodies, **fields)
     config = _config()
     schedule = optim.make_schedule(config, steps_per_epoch=1, total_epochs=1)
     tx = optim.make_optimizer(config, schedule)
@@ -127,6 +129,7 @@ def benchmark(
         "frames": frames,
         "bodies": bodies,
         "dtype": dtype,
+        "overrides": {key: repr(value) for key, value in (overrides or {}).items()},
         "params": state_lib.count_params(train_state.params),
         "train_clips_per_s": round(batch / statistics.median(train_times), 2),
         "infer_clips_per_s": round(batch / statistics.median(eval_times), 2),
@@ -146,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed calls (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    parser.add_argument(
+        "--override", action="append", default=[], help="model field name=value (repeatable)"
+    )
     args = parser.parse_args(argv)
+    overrides = torch_reference_benchmark.parse_assignments(args.override, "--override")
     names = list(models.MODELS) if args.models == "all" else args.models.split(",")
     for name in names:
         for batch in (int(b) for b in args.batch.split(",")):
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     steps=args.steps,
                     warmup=args.warmup,
                     dtype=args.dtype,
+                    overrides=overrides,
                 )
                 print(json.dumps(row), flush=True)
     return 0

@@ -13,7 +13,10 @@ model=path``):
     st-gcn  2s-AGCN  GCN-NAS  CTR-GCN  Shift-GCN  MS-G3D
 
 Rows: training and inference clips/s for both and their ratio (> 1: ours is
-faster). The raw JSON lines go to ``--jsonl`` if given.
+faster). The raw JSON lines go to ``--jsonl`` if given. ``--override
+name=value`` changes a field of our models and ``--kwarg name=value`` a
+constructor argument of theirs (e.g. ``--override dropout=0.0 --kwarg
+dropout=0.0`` for ST-GCN without dropout on both sides).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import subprocess
 import sys
 from typing import Any
 
-from experiments import benchmark
+from experiments import benchmark, torch_reference_benchmark
 
 REPOSITORY_DIRS = {
     "stgcn": "st-gcn",
@@ -39,9 +42,19 @@ TORCH_SCRIPT = pathlib.Path(__file__).with_name("torch_reference_benchmark.py")
 
 
 def torch_row(
-    python: str, model: str, source: pathlib.Path, batch: int, frames: int, steps: int, threads: int
+    python: str,
+    model: str,
+    source: pathlib.Path,
+    batch: int,
+    frames: int,
+    steps: int,
+    threads: int,
+    kwargs: list[str] = (),
 ) -> dict[str, Any]:
-    """One JSON row from the PyTorch reference, run in its own interpreter."""
+    """One JSON row from the PyTorch reference, run in its own interpreter.
+
+    ``kwargs``: ``name=value`` constructor arguments for the authors' model.
+    """
     command = [
         python,
         str(TORCH_SCRIPT),
@@ -51,6 +64,7 @@ def torch_row(
         f"--frames={frames}",
         f"--steps={steps}",
         f"--threads={threads}",
+        *(f"--kwarg={item}" for item in kwargs),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -95,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="alternating pairs; best kept")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
     parser.add_argument("--jsonl", type=pathlib.Path, help="also write every raw row here")
+    parser.add_argument(
+        "--override", action="append", default=[], help="our model field name=value (repeatable)"
+    )
+    parser.add_argument(
+        "--kwarg", action="append", default=[], help="their constructor name=value (repeatable)"
+    )
     args = parser.parse_args(argv)
+    overrides = torch_reference_benchmark.parse_assignments(args.override, "--override")
 
     names = list(REPOSITORY_DIRS) if args.models == "all" else args.models.split(",")
     sources = {}
@@ -116,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         ours, theirs = [], []
         for _ in range(args.repeats):
             ours.append(
-                benchmark.benchmark(name, batch=args.batch, frames=args.frames, steps=args.steps)
+                benchmark.benchmark(
+                    name,
+                    batch=args.batch,
+                    frames=args.frames,
+                    steps=args.steps,
+                    overrides=overrides,
+                )
             )
             theirs.append(
                 torch_row(
@@ -127,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.frames,
                     args.steps,
                     args.threads,
+                    args.kwarg,
                 )
             )
             print(json.dumps(ours[-1]), json.dumps(theirs[-1]), sep="\n", file=sys.stderr)

@@ -19,8 +19,9 @@ msg3d      kenziyuliu/MS-G3D                ``model.msg3d.Model``
 =========  ===============================  ==========================
 
 The constructor arguments are those of ``shared/golden`` (NTU 25-joint graph,
-one body). One training step is SGD with Nesterov momentum and weight decay
-on cross-entropy, as in ``experiments.benchmark``; inference is ``eval()``
+one body), with ST-GCN's dropout at 0.5 as in ours; ``--kwarg name=value``
+changes any of them. One training step is SGD with Nesterov momentum and
+weight decay on cross-entropy, as in ``experiments.benchmark``; inference is ``eval()``
 under ``torch.no_grad()``. The JSON line has the same keys as ours plus
 ``"framework": "pytorch"``, so the two can be tabulated side by side.
 
@@ -33,6 +34,7 @@ authors' kernel: say so next to any Shift-GCN figure.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import pathlib
 import statistics
@@ -46,6 +48,7 @@ SPECS: dict[str, dict[str, Any]] = {
         "module": "net.st_gcn",
         "kwargs": {
             "in_channels": 3,
+            "dropout": 0.5,  # the paper's, and our STGCN's default
             "edge_importance_weighting": True,
             "graph_args": {"layout": "ntu-rgb+d", "strategy": "spatial"},
         },
@@ -64,6 +67,23 @@ SPECS: dict[str, dict[str, Any]] = {
     },
 }
 NTU_GRAPH = {"graph": "graph.ntu_rgb_d.Graph", "graph_args": {"labeling_mode": "spatial"}}
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """``["dropout=0.0", "channels=(8, 16)"]`` -> ``{"dropout": 0.0, "channels": (8, 16)}``.
+
+    Values are Python literals; anything else is kept as a string.
+    """
+    parsed = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"{flag} {item!r}: write it as name=value, e.g. {flag} dropout=0.0.")
+        try:
+            parsed[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            parsed[key.strip()] = text
+    return parsed
 
 
 def _cpu_shift_module(torch: Any) -> types.ModuleType:
@@ -112,8 +132,17 @@ def _cpu_shift_module(torch: Any) -> types.ModuleType:
     return module
 
 
-def build_model(name: str, source: pathlib.Path, num_classes: int, bodies: int) -> Any:
-    """The authors' ``Model`` for ``name``, imported from the checkout at ``source``."""
+def build_model(
+    name: str,
+    source: pathlib.Path,
+    num_classes: int,
+    bodies: int,
+    extra_kwargs: dict[str, Any] | None = None,
+) -> Any:
+    """The authors' ``Model`` for ``name``, imported from the checkout at ``source``.
+
+    ``extra_kwargs`` override the constructor arguments of ``SPECS``.
+    """
     import importlib
 
     import torch
@@ -137,6 +166,7 @@ def build_model(name: str, source: pathlib.Path, num_classes: int, bodies: int) 
         kwargs.setdefault("graph", NTU_GRAPH["graph"])
         if kwargs["graph"] == NTU_GRAPH["graph"]:
             kwargs.setdefault("graph_args", NTU_GRAPH["graph_args"])
+    kwargs.update(extra_kwargs or {})
     if name == "shiftgcn":
         package = types.ModuleType("cuda")
         package.__path__ = []
@@ -163,6 +193,7 @@ def benchmark(
     steps: int = 5,
     warmup: int = 2,
     threads: int | None = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Times one authors' model; returns the JSON-ready row."""
     import torch
@@ -170,7 +201,7 @@ def benchmark(
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model(name, source, num_classes, bodies)
+    model = build_model(name, source, num_classes, bodies, kwargs)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
     )
@@ -210,6 +241,7 @@ def benchmark(
         "frames": frames,
         "bodies": bodies,
         "dtype": "float32",
+        "kwargs": kwargs or {},
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_clips_per_s": round(batch / statistics.median(train_times), 2),
         "infer_clips_per_s": round(batch / statistics.median(eval_times), 2),
@@ -227,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed calls (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--kwarg", action="append", default=[], help="constructor argument name=value (repeatable)"
+    )
     args = parser.parse_args(argv)
     row = benchmark(
         args.model,
@@ -237,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps,
         warmup=args.warmup,
         threads=args.threads,
+        kwargs=parse_assignments(args.kwarg, "--kwarg"),
     )
     print(json.dumps(row), flush=True)
     return 0
