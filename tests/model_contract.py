@@ -19,6 +19,7 @@ from conftest import assert_logits_close, load_golden, torch_to_ours
 
 from smg_jax import models
 from smg_jax.models import blocks, convert
+from smg_jax.train import jit
 
 
 def count(tree) -> int:
@@ -56,9 +57,12 @@ def param_shapes(module):
 def check_golden_parity(name: str) -> None:
     inputs, logits, state_dict, meta = load_golden(name)
     module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
-    ours = jax.jit(functools.partial(module.apply, train=False))(variables, torch_to_ours(inputs))
-    assert ours.shape == logits.shape and ours.dtype == jnp.float32
-    assert_logits_close(np.asarray(ours), logits)
+    forward = functools.partial(module.apply, train=False)
+    # XLA's defaults, and the CPU library fusions the training loop compiles evaluation with.
+    for compiled in (jax.jit(forward), jit.jit(forward, inference=True, model=module)):
+        ours = compiled(variables, torch_to_ours(inputs))
+        assert ours.shape == logits.shape and ours.dtype == jnp.float32
+        assert_logits_close(np.asarray(ours), logits)
     assert count(variables["params"]) == meta["trainable_params"]
 
 
@@ -112,7 +116,7 @@ def check_training_step(name: str, small: dict, steps: int = 4) -> None:
     optimizer = optax.sgd(0.05, momentum=0.9)
     opt_state = optimizer.init(params)
 
-    @jax.jit
+    @jit.jit  # with the training step's CPU library fusions, as the loop compiles it
     def step(params, stats, opt_state):
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats)
         updates, opt_state = optimizer.update(grads, opt_state, params)
