@@ -29,11 +29,9 @@ participants: nothing is selected on test.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import pathlib
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -46,7 +44,7 @@ from tqdm.auto import tqdm
 
 from smg_jax.data import pipeline, transforms
 from smg_jax.emotion.data import EmotionError, Instance
-from smg_jax.train import checkpoint, jit, losses, optim, steps
+from smg_jax.train import checkpoint, jit, losses, optim, runtime, steps
 from smg_jax.train import loop as cls_loop
 from smg_jax.train import state as state_lib
 
@@ -174,45 +172,6 @@ def make_preset(config: ml_collections.ConfigDict) -> transforms.Preset:
 # ---------------------------------------------------------------------------
 
 
-class _Board:
-    """TensorBoard scalars (tensorboardX); a no-op when disabled."""
-
-    def __init__(self, logdir: pathlib.Path, enabled: bool) -> None:
-        self._writer = None
-        if enabled:
-            from tensorboardX import SummaryWriter
-
-            self._writer = SummaryWriter(str(logdir))
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self._writer is not None:
-            for name, value in values.items():
-                self._writer.add_scalar(name, value, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
-@contextlib.contextmanager
-def _sigterm_flag():
-    """Yields a one-item list that turns ``[True]`` on SIGTERM (checked after each step)."""
-    flag = [False]
-    previous = None
-
-    def handle(signum, frame):
-        del signum, frame
-        flag[0] = True
-
-    with contextlib.suppress(ValueError):  # not the main thread: no handler
-        previous = signal.signal(signal.SIGTERM, handle)
-    try:
-        yield flag
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
 def planned_steps(config: ml_collections.ConfigDict, num_train_windows: int) -> tuple[int, int]:
     """``(steps per epoch, total optimizer steps)`` of a fold with this many training windows."""
     tc = config.train
@@ -281,7 +240,7 @@ def train_fold(
     iterator = pipeline.train_iterator(
         train, preset, batch_size=batch_size, seed=seed, num_threads=threads, state=meta["data"]
     )
-    board = _Board(fold_dir / "tensorboard", bool(tc.tensorboard))
+    board = runtime.TensorBoard(fold_dir / "tensorboard", bool(tc.tensorboard))
     test_labels = np.asarray([inst.state for inst in test.instances], np.int64)
 
     def instance_logits() -> np.ndarray:
@@ -322,7 +281,7 @@ def train_fold(
         batch_size,
     )
     window_loss, window_count = 0.0, 0
-    with _sigterm_flag() as preempted:
+    with runtime.Preemption() as preemption:
         bar = tqdm(
             total=total_steps,
             initial=step,
@@ -357,10 +316,10 @@ def train_fold(
             bar.update(1)
             if every and step % every == 0 and step < total_steps:
                 evaluate(step)
-            if step % checkpoint_every == 0 or step == total_steps or preempted[0]:
+            if step % checkpoint_every == 0 or step == total_steps or preemption.requested:
                 meta["data"] = iterator.get_state()
                 latest.save(step, state, meta)
-            if preempted[0]:
+            if preemption.requested:
                 bar.close()
                 board.close()
                 raise cls_loop.Preempted(

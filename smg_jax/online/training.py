@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.online.segments import OnlineError
-from smg_jax.train import checkpoint, jit, optim, steps
+from smg_jax.train import checkpoint, jit, optim, runtime, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -169,27 +169,6 @@ class FitSettings:
         )
 
 
-class _Board:
-    """Scalars to TensorBoard event files (tensorboardX), or nothing when disabled."""
-
-    def __init__(self, logdir: pathlib.Path, enabled: bool) -> None:
-        self._writer = None
-        if enabled:
-            from tensorboardX import SummaryWriter
-
-            self._writer = SummaryWriter(str(logdir))
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self._writer is not None:
-            for name, value in values.items():
-                self._writer.add_scalar(name, value, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-
-
 def epoch_batch_indices(
     num_examples: int, batch_size: int, seed: int, step: int, steps_per_epoch: int
 ) -> np.ndarray:
@@ -266,7 +245,7 @@ def fit(
         functools.partial(steps.train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule),
         donate_argnums=(0,),
     )
-    board = _Board(workdir / "tensorboard", settings.tensorboard)
+    board = runtime.TensorBoard(workdir / "tensorboard", settings.tensorboard)
     bar = tqdm(
         total=total_steps,
         initial=step,

@@ -25,12 +25,10 @@ writes reports, plots, TensorBoard and the progress bar.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -45,7 +43,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics, models
 from smg_jax.data import pipeline, transforms
-from smg_jax.train import checkpoint, distributed, losses, optim, parallel
+from smg_jax.train import checkpoint, distributed, losses, optim, parallel, runtime
 from smg_jax.train import state as state_lib
 from smg_jax.train.errors import ConfigError
 
@@ -285,51 +283,6 @@ def predict(
 # ---------------------------------------------------------------------------
 
 
-class _TensorBoard:
-    """Scalars to TensorBoard event files (tensorboardX: no TensorBoard server needed to write)."""
-
-    def __init__(self, logdir: pathlib.Path, enabled: bool) -> None:
-        self._writer = None
-        if enabled:
-            from tensorboardX import SummaryWriter
-
-            self._writer = SummaryWriter(str(logdir))
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        if self._writer is None:
-            return
-        for name, value in values.items():
-            self._writer.add_scalar(name, value, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-
-
-class _Preemption:
-    """Turns SIGTERM into a flag the loop checks after every step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _Preemption:
-        if jax.process_count() > 1:
-            return self  # JAX's preemption service owns SIGTERM (distributed.preemption_requested)
-        with contextlib.suppress(ValueError):  # not in the main thread: no handler
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        del signum, frame
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 class Preempted(SystemExit):
     """Raised after a SIGTERM once the checkpoint is safely written."""
 
@@ -482,7 +435,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         slice_count=placement.process_count,
         micro_batches=int(tc.accum_steps),
     )
-    board = _TensorBoard(workdir / "tensorboard", bool(tc.tensorboard) and primary)
+    board = runtime.TensorBoard(workdir / "tensorboard", bool(tc.tensorboard) and primary)
     log.info(
         "%s: %d train / %d test clips; model %s (%s parameters); %d steps of batch %d "
         "(%d per epoch); %s",
@@ -537,7 +490,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     eval_every = max(1, int(config.eval.every_epochs)) * steps_per_epoch
     checkpoint_every = int(tc.checkpoint_every_steps) or steps_per_epoch
     window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-    with _Preemption() as preemption:
+    with runtime.Preemption() as preemption:
         bar = tqdm(
             total=total_steps,
             initial=step,
