@@ -6,9 +6,12 @@
 
 Measures a jitted SGD (Nesterov, weight decay) train step and a jitted eval
 forward pass on random inputs ``(batch, bodies, frames, 25, 3)``: compile
-seconds, median clips/s over ``--steps`` timed calls after warm-up, and the
-backend's peak memory where it reports one (GPU/TPU; CPU reports none). The
-same command runs unchanged on CPU, GPU and TPU.
+seconds, median clips/s over ``--steps`` timed calls after warm-up, the device
+memory XLA planned for one train step and one forward pass
+(``train_step_bytes``, ``infer_step_bytes``), and the allocator's peak for the
+whole process so far where the backend reports one (``peak_memory_bytes``;
+GPU/TPU; CPU reports none; it only grows, so run one model per process for a
+per-model figure). The same command runs unchanged on CPU, GPU and TPU.
 """
 
 from __future__ import annotations
@@ -52,6 +55,29 @@ def _peak_memory_bytes() -> int | None:
     if not stats:
         return None
     return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0))) or None
+
+
+def _compiled_bytes(compiled: Any) -> int | None:
+    """Device memory XLA planned for one call of ``compiled``, in bytes.
+
+    Arguments + outputs + temporaries - donated (aliased) bytes, from XLA's
+    buffer assignment. Unlike the allocator's peak, this belongs to this
+    executable alone, and CPU reports it too. (``peak_memory_in_bytes`` is not
+    used: XLA:CPU leaves it at about the argument size.)
+    """
+    try:
+        stats = compiled.memory_analysis()
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return None
+    if stats is None:
+        return None
+    total = (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+    return int(total) or None
 
 
 def _timed(fn, *args, steps: int) -> list[float]:
@@ -135,6 +161,8 @@ def benchmark(
         "infer_clips_per_s": round(batch / statistics.median(eval_times), 2),
         "train_compile_s": round(train_compile, 2),
         "infer_compile_s": round(eval_compile, 2),
+        "train_step_bytes": _compiled_bytes(compiled_train),
+        "infer_step_bytes": _compiled_bytes(compiled_eval),
         "peak_memory_bytes": _peak_memory_bytes(),
         "timed_steps": steps,
     }

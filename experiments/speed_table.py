@@ -50,6 +50,7 @@ def torch_row(
     steps: int,
     threads: int,
     kwargs: list[str] = (),
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """One JSON row from the PyTorch reference, run in its own interpreter.
 
@@ -64,6 +65,7 @@ def torch_row(
         f"--frames={frames}",
         f"--steps={steps}",
         f"--threads={threads}",
+        f"--device={device}",
         *(f"--kwarg={item}" for item in kwargs),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -72,14 +74,20 @@ def torch_row(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def markdown(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    """The table: one row per model, ours vs theirs."""
+def markdown(rows: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
+    """The table: one row per model, ours vs theirs (``None``: their run failed)."""
     lines = [
         "| model | train clips/s, ours | PyTorch | ratio | inference clips/s, ours | PyTorch "
         "| ratio |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for ours, theirs in rows:
+        if theirs is None:
+            lines.append(
+                f"| {ours['model']} | {ours['train_clips_per_s']:.1f} | failed | | "
+                f"{ours['infer_clips_per_s']:.1f} | failed | |"
+            )
+            continue
         train = ours["train_clips_per_s"] / theirs["train_clips_per_s"]
         infer = ours["infer_clips_per_s"] / theirs["infer_clips_per_s"]
         lines.append(
@@ -90,7 +98,9 @@ def markdown(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not rows:
+        return None
     best = dict(rows[0])
     for key in ("train_clips_per_s", "infer_clips_per_s"):
         best[key] = max(row[key] for row in rows)
@@ -108,7 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="alternating pairs; best kept")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    parser.add_argument(
+        "--torch-device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where PyTorch runs; ours runs on JAX's default backend",
+    )
     parser.add_argument("--jsonl", type=pathlib.Path, help="also write every raw row here")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="a PyTorch run that fails is reported in its row, and the table goes on",
+    )
     parser.add_argument(
         "--override", action="append", default=[], help="our model field name=value (repeatable)"
     )
@@ -145,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                     overrides=overrides,
                 )
             )
-            theirs.append(
-                torch_row(
+            try:
+                row = torch_row(
                     args.torch_python,
                     name,
                     sources[name].expanduser().resolve(),
@@ -155,11 +176,23 @@ def main(argv: list[str] | None = None) -> int:
                     args.steps,
                     args.threads,
                     args.kwarg,
+                    args.torch_device,
                 )
-            )
-            print(json.dumps(ours[-1]), json.dumps(theirs[-1]), sep="\n", file=sys.stderr)
+            except SystemExit as failure:
+                if not args.keep_going:
+                    raise
+                print(f"PyTorch {name}: {failure}", file=sys.stderr)
+                continue
+            theirs.append(row)
+            print(json.dumps(ours[-1]), json.dumps(row), sep="\n", file=sys.stderr)
         raw += ours + theirs
         table.append((_best(ours), _best(theirs)))
+    ours_device = table[0][0].get("device")
+    theirs_device = next((t.get("device", "cpu") for _, t in table if t), "cpu")
+    print(
+        f"ours: JAX on {ours_device}; PyTorch on {theirs_device}; batch {args.batch}, "
+        f"{args.frames} frames, float32\n"
+    )
     print(markdown(table))
     if args.jsonl is not None:
         args.jsonl.write_text("".join(json.dumps(row) + "\n" for row in raw))

@@ -3,6 +3,8 @@
     python experiments/torch_reference_benchmark.py --model stgcn --source ~/src/st-gcn
     python experiments/torch_reference_benchmark.py --model msg3d --source ~/src/MS-G3D \\
         --batch 16 --frames 60 --threads 2
+    python experiments/torch_reference_benchmark.py --model agcn --source ~/src/2s-AGCN \\
+        --device cuda --batch 64
 
 Needs PyTorch (not a dependency of smg-jax; use a separate environment) and a
 checkout of the model's repository (``--source``; nothing is downloaded):
@@ -25,10 +27,14 @@ weight decay on cross-entropy, as in ``experiments.benchmark``; inference is ``e
 under ``torch.no_grad()``. The JSON line has the same keys as ours plus
 ``"framework": "pytorch"``, so the two can be tabulated side by side.
 
-Shift-GCN's shift is a CUDA extension upstream; on CPU this script puts a
-differentiable PyTorch version of the same bilinear shift in its place
-(``cuda.shift.Shift``). Its speed is therefore ours-for-theirs, not the
-authors' kernel: say so next to any Shift-GCN figure.
+``--device cuda`` runs model and batch on the GPU and synchronizes before
+reading the clock; PyTorch's own defaults apply (cuDNN convolutions may use
+TF32, matmuls do not).
+
+Shift-GCN's shift is a CUDA extension upstream that has to be compiled; this
+script puts a differentiable PyTorch version of the same bilinear shift in its
+place (``cuda.shift.Shift``) on every device. Its speed is therefore
+ours-for-theirs, not the authors' kernel: say so next to any Shift-GCN figure.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def _cpu_shift_module(torch: Any) -> types.ModuleType:
-    """A ``cuda.shift`` module whose ``Shift`` runs on CPU.
+    """A ``cuda.shift`` module whose ``Shift`` is plain PyTorch (any device).
 
     Shift-GCN's op samples each channel's ``(T, V)`` plane at ``(t * stride +
     y_c, v + x_c)`` bilinearly, zeros outside, ``+0.5`` on ``y`` when
@@ -107,8 +113,8 @@ def _cpu_shift_module(torch: Any) -> types.ModuleType:
             ypos = self.ypos + (0.5 if self.stride != 1 else 0.0)
             y0, x0 = torch.floor(ypos), torch.floor(self.xpos)
             dy, dx = (ypos - y0).view(1, c, 1, 1), (self.xpos - x0).view(1, c, 1, 1)
-            rows = torch.arange(t // self.stride).view(1, -1, 1) * self.stride
-            cols = torch.arange(v).view(1, 1, -1)
+            rows = torch.arange(t // self.stride, device=x.device).view(1, -1, 1) * self.stride
+            cols = torch.arange(v, device=x.device).view(1, 1, -1)
             flat = x.reshape(n, c, t * v)
 
             def sample(row_offset: int, col_offset: int) -> Any:
@@ -138,10 +144,12 @@ def build_model(
     num_classes: int,
     bodies: int,
     extra_kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> Any:
     """The authors' ``Model`` for ``name``, imported from the checkout at ``source``.
 
-    ``extra_kwargs`` override the constructor arguments of ``SPECS``.
+    ``extra_kwargs`` override the constructor arguments of ``SPECS``; the
+    model is returned on ``device`` (``"cpu"`` or ``"cuda"``).
     """
     import importlib
 
@@ -155,7 +163,7 @@ def build_model(
             f"that defines {spec['module']}.Model (see this script's docstring)."
         )
     sys.path.insert(0, str(source))
-    if not torch.cuda.is_available():
+    if device == "cpu":
         # 2s-AGCN and GCN-NAS move their graphs with ``.cuda(x.get_device())`` in forward.
         torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor
     kwargs = dict(spec["kwargs"])
@@ -173,13 +181,15 @@ def build_model(
         sys.modules["cuda"], sys.modules["cuda.shift"] = package, _cpu_shift_module(torch)
         # Upstream allocates some parameters with device='cuda' and uses the removed np.int.
         text = module_file.read_text()
-        text = text.replace("device='cuda'", "device='cpu'").replace("np.int)", "np.int64)")
+        text = text.replace("np.int)", "np.int64)")
+        if device == "cpu":
+            text = text.replace("device='cuda'", "device='cpu'")
         module = types.ModuleType(spec["module"])
         module.__file__ = str(module_file)
         exec(compile(text, str(module_file), "exec"), module.__dict__)
     else:
         module = importlib.import_module(spec["module"])
-    return module.Model(**kwargs)
+    return module.Model(**kwargs).to(device)
 
 
 def benchmark(
@@ -194,19 +204,34 @@ def benchmark(
     warmup: int = 2,
     threads: int | None = None,
     kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Times one authors' model; returns the JSON-ready row."""
-    import torch
+    """Times one authors' model on ``device``; returns the JSON-ready row."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise SystemExit(
+            f"{sys.executable} has no PyTorch: run this script (or speed_table's "
+            "--torch-python) with an interpreter that has torch installed."
+        ) from None
 
+    if device not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {device!r}: choose cpu or cuda.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this PyTorch sees no CUDA GPU; use --device cpu.")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model(name, source, num_classes, bodies, kwargs)
+    model = build_model(name, source, num_classes, bodies, kwargs, device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
     )
-    x = torch.randn(batch, 3, frames, 25, bodies)  # the authors' (N, C, T, V, M)
-    labels = torch.randint(0, num_classes, (batch,))
+    x = torch.randn(batch, 3, frames, 25, bodies, device=device)  # the authors' (N, C, T, V, M)
+    labels = torch.randint(0, num_classes, (batch,), device=device)
+
+    def synchronize() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     def train_step() -> None:
         optimizer.zero_grad()
@@ -221,10 +246,12 @@ def benchmark(
     def timed(fn: Any) -> list[float]:
         for _ in range(warmup):
             fn()
+        synchronize()
         times = []
         for _ in range(steps):
             start = time.perf_counter()
             fn()
+            synchronize()
             times.append(time.perf_counter() - start)
         return times
 
@@ -237,6 +264,7 @@ def benchmark(
         "framework": "pytorch",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "batch": batch,
         "frames": frames,
         "bodies": bodies,
@@ -259,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed calls (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
         "--kwarg", action="append", default=[], help="constructor argument name=value (repeatable)"
     )
@@ -273,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         threads=args.threads,
         kwargs=parse_assignments(args.kwarg, "--kwarg"),
+        device=args.device,
     )
     print(json.dumps(row), flush=True)
     return 0

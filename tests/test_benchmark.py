@@ -21,6 +21,12 @@ def test_prints_one_json_row_per_model_batch_and_frame_count(capsys):
         assert row["overrides"] == {"channels": "(8, 16)", "strides": "(1, 2)"}
         assert row["backend"] == "cpu" and row["peak_memory_bytes"] is None  # CPU reports none
     assert rows[0]["params"] == rows[1]["params"] < 20_000  # the small model was built
+    for row in rows:
+        # The train step holds at least the parameters and their momentum (float32).
+        assert row["train_step_bytes"] > 2 * 4 * row["params"]
+        assert 0 < row["infer_step_bytes"] < row["train_step_bytes"]
+    # Activations grow with the batch.
+    assert rows[1]["train_step_bytes"] > rows[0]["train_step_bytes"]
 
 
 def test_assignments_parse_literals_and_explain_mistakes():

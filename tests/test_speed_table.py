@@ -1,5 +1,7 @@
 """``experiments.speed_table``: the side-by-side table and its argument checks (no PyTorch)."""
 
+import sys
+
 import pytest
 
 from experiments import speed_table
@@ -34,3 +36,18 @@ def test_missing_checkout_and_unknown_model_are_explained(tmp_path):
         speed_table.main(
             ["--torch-python", "python", "--models", "resnet", "--sources", str(tmp_path)]
         )
+
+
+def test_failed_reference_run_is_reported_in_its_row_with_keep_going(tmp_path, capsys):
+    # This interpreter has no PyTorch: the reference script exits with a message saying so.
+    argv = ["--torch-python", sys.executable, "--models", "stgcn", "--source",
+            f"stgcn={tmp_path}", "--batch", "2", "--frames", "8", "--steps", "1",
+            "--repeats", "1", "--override", "channels=(8, 16)",
+            "--override", "strides=(1, 2)"]  # fmt: skip
+    with pytest.raises(SystemExit, match="failed"):
+        speed_table.main(argv)
+    capsys.readouterr()
+    assert speed_table.main([*argv, "--keep-going"]) == 0
+    captured = capsys.readouterr()
+    assert "| stgcn |" in captured.out and "| failed |" in captured.out
+    assert "PyTorch stgcn:" in captured.err and "has no PyTorch" in captured.err
