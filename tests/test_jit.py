@@ -1,4 +1,4 @@
-"""``smg_jax.train.jit``: the CPU library-fusion options, their switch and their fallback."""
+"""``smg_jax.train.jit``: the CPU library fusions, GPU without Triton GEMM, switches, fallback."""
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,7 @@ def _fresh_cache():
     jit._options_for.cache_clear()
 
 
-def test_cpu_gets_the_library_fusions_and_other_backends_nothing():
+def test_cpu_gets_the_library_fusions_gpu_no_triton_gemm_and_tpu_nothing():
     assert jit.compiler_options("cpu") == jit.CPU_OPTIONS
     assert jit.compiler_options("cpu", inference=True) == jit.CPU_OPTIONS
     shift = models.create("shiftgcn", num_classes=3)
@@ -25,14 +25,29 @@ def test_cpu_gets_the_library_fusions_and_other_backends_nothing():
     assert without == jit.CPU_OPTIONS_WITHOUT_ELEMENTWISE
     assert "ELTWISE" not in without["xla_cpu_experimental_ynn_fusion_type"]
     assert "ELTWISE" in jit.CPU_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]
-    assert jit.compiler_options("gpu") == {}
+    assert jit.compiler_options("gpu") == {"xla_gpu_enable_triton_gemm": False}
+    assert jit.compiler_options("gpu", inference=True, model=shift) == jit.GPU_OPTIONS
     assert jit.compiler_options("tpu", inference=True) == {}
+
+
+def test_gpu_option_is_one_this_jaxlib_knows():
+    # The probe compiles with it on this (CPU) backend: XLA refuses unknown names
+    # ("No such compile option"), so a misspelling would come back empty.
+    assert jit.compiler_options("gpu") == jit.GPU_OPTIONS
+
+
+@pytest.mark.parametrize("value", ["1", "true", "on"])
+def test_gpu_switch_gives_triton_gemm_back(monkeypatch, value):
+    monkeypatch.setenv(jit.GPU_TRITON_GEMM_SWITCH, value)
+    assert jit.compiler_options("gpu") == {}
+    assert jit.compiler_options("cpu") == jit.CPU_OPTIONS
 
 
 @pytest.mark.parametrize("value", ["0", "false", "off"])
 def test_environment_switch_turns_them_off(monkeypatch, value):
     monkeypatch.setenv(jit.ENV_SWITCH, value)
     assert jit.compiler_options("cpu") == {}
+    assert jit.compiler_options("gpu") == jit.GPU_OPTIONS
 
 
 def test_options_this_jaxlib_refuses_fall_back_to_defaults(monkeypatch, caplog):
@@ -44,6 +59,8 @@ def test_options_this_jaxlib_refuses_fall_back_to_defaults(monkeypatch, caplog):
         == jit.CPU_OPTIONS_WITHOUT_ELEMENTWISE
     )
     assert "refused" in caplog.text
+    monkeypatch.setattr(jit, "GPU_OPTIONS", {"xla_gpu_no_such_option_anywhere": False})
+    assert jit.compiler_options("gpu") == {}
 
 
 def test_a_model_compiled_with_them_matches_xla_defaults():

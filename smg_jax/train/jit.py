@@ -6,11 +6,18 @@ multi-threaded. Measured on 2 cores (batch 16, 60 frames, ST-GCN): 1.5x the
 training clips/s of XLA's default fusions; golden parity is unchanged.
 Inference uses them too (5-15 % more clips/s for ST-GCN, 2s-AGCN and
 CTR-GCN) except for models that set ``cpu_inference_elementwise_fusions =
-False``: Shift-GCN, whose gathered shifts ran at half speed inside them. GPU
-and TPU get no extra options.
+False``: Shift-GCN, whose gathered shifts ran at half speed inside them.
 
-Set ``SMG_JAX_CPU_LIBRARY_FUSIONS=0`` to compile with XLA's defaults (to
-compare, or if a future jaxlib misbehaves). A jaxlib that does not know an
+On the GPU backend, Triton GEMM fusion is switched off
+(``xla_gpu_enable_triton_gemm=False``; GEMMs go to cuBLAS). With jaxlib 0.11.2
+on an H200, XLA aborted the whole process while fusing a dot of GCN-NAS
+(float32) and of Shift-GCN (bfloat16) (``triton_tiling_propagation.cc``:
+``Check failed: subdim_size_accumulator == dim_size``); with the flag all six
+models compiled and trained (docs/performance.md). TPU gets no extra options.
+
+Set ``SMG_JAX_CPU_LIBRARY_FUSIONS=0`` to compile with XLA's CPU defaults and
+``SMG_JAX_GPU_TRITON_GEMM=1`` to give Triton GEMM fusion back to XLA:GPU (to
+compare, or once a jaxlib fixes the abort). A jaxlib that does not know an
 option is detected once and falls back to the defaults with a warning.
 """
 
@@ -27,6 +34,8 @@ import jax
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "SMG_JAX_CPU_LIBRARY_FUSIONS"
+GPU_TRITON_GEMM_SWITCH = "SMG_JAX_GPU_TRITON_GEMM"
+GPU_OPTIONS: dict[str, Any] = {"xla_gpu_enable_triton_gemm": False}
 
 
 def _fusions(*kinds: str) -> dict[str, str]:
@@ -41,30 +50,42 @@ CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_CONVOLUTION")
 CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE", "INDIVIDUAL_CONVOLUTION")
 
 
+def _switched_on(variable: str, default: str) -> bool:
+    return os.environ.get(variable, default).strip().lower() not in {"0", "false", "no", "off"}
+
+
 @functools.cache
-def _options_for(backend: str, enabled: bool, elementwise: bool) -> tuple[tuple[str, str], ...]:
-    if backend != "cpu" or not enabled:
+def _options_for(
+    backend: str, enabled: bool, elementwise: bool, gpu_triton_gemm: bool = False
+) -> tuple[tuple[str, Any], ...]:
+    if backend == "cpu" and enabled:
+        options = CPU_OPTIONS if elementwise else CPU_OPTIONS_WITHOUT_ELEMENTWISE
+    elif backend == "gpu" and not gpu_triton_gemm:
+        options = GPU_OPTIONS
+    else:
         return ()
-    options = CPU_OPTIONS if elementwise else CPU_OPTIONS_WITHOUT_ELEMENTWISE
     try:
         jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
     except Exception as error:  # an option this jaxlib does not know
-        log.warning("XLA CPU options %s refused (%s); using XLA's defaults.", options, error)
+        log.warning(
+            "XLA %s options %s refused (%s); using XLA's defaults.", backend, options, error
+        )
         return ()
     return tuple(options.items())
 
 
 def compiler_options(
     backend: str | None = None, *, inference: bool = False, model: Any = None
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """The options ``jit`` passes for ``backend`` (default: JAX's default backend).
 
     ``inference`` with a ``model`` whose ``cpu_inference_elementwise_fusions``
     is ``False`` leaves the elementwise fusions out.
     """
-    enabled = os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
+    enabled = _switched_on(ENV_SWITCH, "1")
     elementwise = not inference or getattr(model, "cpu_inference_elementwise_fusions", True)
-    return dict(_options_for(backend or jax.default_backend(), enabled, elementwise))
+    triton_gemm = _switched_on(GPU_TRITON_GEMM_SWITCH, "0")
+    return dict(_options_for(backend or jax.default_backend(), enabled, elementwise, triton_gemm))
 
 
 def jit(
