@@ -228,8 +228,13 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
         if settings:
             config.distributed.enabled = True
             _apply(config, {f"distributed.{k}": v for k, v in settings.items()})
+        saved = pathlib.Path(run["workdir"]) / "checkpoints"
+        steps_before = (
+            [int(d.name) for d in saved.iterdir() if d.name.isdigit()] if saved.is_dir() else []
+        )
         results = loop.train_and_evaluate(config, run["workdir"])
         out["runs"][run["name"]] = {
+            "checkpoint_before": max(steps_before, default=None),
             "final": results["final"],
             "history": results["history"],
             "best_test_epoch": results["best_test_epoch"],

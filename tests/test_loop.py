@@ -116,6 +116,19 @@ def test_a_run_older_than_new_config_fields_still_resumes(finished_run, smg_tiny
     assert loop.config_changes(tmp_path, tiny_config(smg_tiny)) == ["train.removed_field"]
 
 
+def test_parallel_mode_may_change_on_resume_but_not_the_batch_norm_scope(finished_run, smg_tiny):
+    workdir, _ = finished_run  # a run with train.parallel = "none"
+    for mode in ("mesh", "pmap"):
+        config = tiny_config(smg_tiny)
+        config.train.parallel = mode
+        assert loop.config_changes(workdir, config) == [], mode
+    config = tiny_config(smg_tiny)
+    config.train.parallel, config.train.cross_replica_bn = "pmap", False  # per-device BatchNorm
+    assert loop.config_changes(workdir, config) == ["train.batch_norm_scope"]
+    config.train.parallel = "none"  # the flag alone means nothing without pmap
+    assert loop.config_changes(workdir, config) == []
+
+
 def test_ensemble_of_identical_streams_equals_the_stream(finished_run, tmp_path, capsys):
     workdir, results = finished_run
     run = ensemble.load_scores(workdir)

@@ -202,14 +202,26 @@ def test_train_and_evaluate_on_4_devices_matches_one_device(smg_tiny, tmp_path):
             # Stop after 2 steps, then resume from that checkpoint to step 4.
             run("pmap_cut", "pmap", workdir="pmap_resumed", **{"train.max_steps": 2}),
             run("pmap_resumed", "pmap"),
+            # Cut here on 4 devices, resumed below on 2 devices and on one.
+            run("mesh_cut", "mesh", workdir="on_2_devices", **{"train.max_steps": 2}),
+            run("pmap_cut_2", "pmap", workdir="on_1_device", **{"train.max_steps": 2}),
         ],
     }
     out = parallel_worker.run(spec, tmp_path, "train", TIMEOUT_S)
     assert out["device_count"] == DEVICES
-    runs = out["runs"]
+    fewer = {
+        "task": "train",
+        "devices": 2,
+        "out": str(tmp_path / "fewer_out.json"),
+        "base": spec["base"],
+        "runs": [run("on_2_devices", "mesh"), run("on_1_device", "none")],
+    }
+    fewer_out = parallel_worker.run(fewer, tmp_path, "fewer", TIMEOUT_S)
+    assert fewer_out["device_count"] == 2
+    runs = {**out["runs"], **fewer_out["runs"]}
     ref = runs["none"]["final"]
     ref_logits = np.load(tmp_path / "none" / "test_logits.npz")["logits"]
-    for name in ("mesh", "pmap", "pmap_resumed"):
+    for name in ("mesh", "pmap", "pmap_resumed", "on_2_devices", "on_1_device"):
         final = runs[name]["final"]
         assert final["num_examples"] == ref["num_examples"] == len(ref_logits)  # each clip once
         assert final["confusion_matrix"] == ref["confusion_matrix"], name
@@ -226,4 +238,6 @@ def test_train_and_evaluate_on_4_devices_matches_one_device(smg_tiny, tmp_path):
     assert saved["train_clips_per_second"] > 0
     config = json.loads((tmp_path / "mesh" / "config.json").read_text())
     assert config["train"]["parallel"] == "mesh"
-    assert pathlib.Path(tmp_path / "pmap_resumed" / "checkpoints" / "4").is_dir()
+    for name in ("pmap_resumed", "on_2_devices", "on_1_device"):
+        assert pathlib.Path(tmp_path / name / "checkpoints" / "4").is_dir(), name
+        assert runs[name]["checkpoint_before"] == 2, name  # it resumed the cut run

@@ -287,20 +287,34 @@ class Preempted(SystemExit):
     """Raised after a SIGTERM once the checkpoint is safely written."""
 
 
+def _batch_norm_scope(fields: dict[str, Any]) -> str:
+    per_device = fields.get("train.parallel", "none") == "pmap" and not fields.get(
+        "train.cross_replica_bn", True
+    )
+    return "per-device" if per_device else "global batch"
+
+
 def config_changes(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> list[str]:
     """The fields in which ``config`` differs from the run saved in ``workdir`` (sorted).
 
     Empty when ``workdir`` holds no ``config.json`` yet or the same config.
     Fields that change how a run is watched or cut short, not what it
     computes, are not compared; nor are fields the saved config does not have
-    (added to smg-jax after the run started: a warning names them).
+    (added to smg-jax after the run started: a warning names them). The
+    parallel mode may change (a run started with ``pmap`` on 8 GPUs can go on
+    with ``mesh`` or ``none`` on fewer) as long as BatchNorm keeps its scope:
+    only ``pmap`` without ``cross_replica_bn`` normalizes per device, and a
+    change to or from that is reported as ``train.batch_norm_scope``.
     """
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
         return []
     saved = _flatten(json.loads(path.read_text()))
     current = _flatten(json.loads(config.to_json_best_effort()))
-    ignore = {"train.log_every_steps", "train.progress_bar", "train.max_steps", "data.num_threads"}
+    for fields in (saved, current):
+        fields["train.batch_norm_scope"] = _batch_norm_scope(fields)
+    ignore = {"train.log_every_steps", "train.progress_bar", "train.max_steps", "data.num_threads",
+              "train.parallel", "train.cross_replica_bn"}  # fmt: skip
     newer = sorted(set(current) - set(saved))
     if newer:
         log.warning(
