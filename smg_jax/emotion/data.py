@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from smg_jax.data import synthetic_source
 
 log = logging.getLogger(__name__)
 
@@ -152,28 +153,8 @@ def instance_from_example(example: Mapping[str, Any]) -> Instance:
 
 
 def ensure_raw_data(data: Any) -> str | None:
-    """Writes a synthetic SMG into ``data.manual_dir`` when ``data.synthetic_scale`` asks for one.
-
-    Refuses a folder that holds real (unmarked) SMG data. Returns ``manual_dir``.
-    """
-    manual_dir, scale = data.manual_dir, data.synthetic_scale
-    if scale is None:
-        return manual_dir
-    if manual_dir is None:
-        raise EmotionError("data.synthetic_scale is set but data.manual_dir is not: say where.")
-    from tfds_smg import synthetic
-
-    root = pathlib.Path(manual_dir)
-    if root.is_dir() and any(root.glob("Sample*")):
-        if synthetic.read_marker(root) is None:
-            raise EmotionError(
-                f"data.synthetic_scale={scale!r} but {root} holds real (unmarked) SMG data; "
-                "unset data.synthetic_scale to use it, or point data.manual_dir elsewhere."
-            )
-        return manual_dir
-    log.info("Writing a synthetic SMG (scale %s, seed %d) to %s", scale, data.synthetic_seed, root)
-    synthetic.generate(root, scale=scale, seed=int(data.synthetic_seed))
-    return manual_dir
+    """``synthetic_source.ensure_raw_data``, failing with ``EmotionError``."""
+    return synthetic_source.ensure_raw_data(data, EmotionError)
 
 
 def _open_splits(data: Any, config_name: str) -> tuple[list[Sequence[Any]], dict[str, Any], Any]:

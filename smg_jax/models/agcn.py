@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smg_jax.graph import Skeleton, spatial_subsets
-from smg_jax.models import blocks
-from smg_jax.models.convert import StateDictReader, VariableTree, check_variables
+from smg_jax.models import adaptive_network, blocks
 
 MODEL_NAME = "agcn"
 
@@ -75,43 +74,15 @@ class AGCN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """``x (N, M, T, V, C)`` -> logits ``(N, num_classes)`` (float32)."""
-        if len(self.channels) != len(self.strides):
-            raise ValueError(f"{MODEL_NAME}: channels and strides must have the same length.")
-        if self.temporal_kernel_size % 2 != 1:
-            raise ValueError(f"{MODEL_NAME}: temporal_kernel_size must be odd.")
-        base = self.adjacency()
-        blocks.check_input(MODEL_NAME, x, base.shape[1], self.in_channels, self.num_persons)
-        num_clips = x.shape[0]
-        dtype = self.dtype or jnp.float32
-
-        x = blocks.DataBatchNorm(
-            bodies_in_channels=True,
-            bn_axis_name=self.bn_axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            name="data_bn",
-        )(x.astype(jnp.float32), train)
-        for i, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
-            x = blocks.AdaptiveUnit(
-                features,
-                stride,
-                residual=self.residual and i > 0,
-                branches=("spatial",) if self.attention else (),
-                learned_offset=self.adaptive,
-                coff_embedding=self.coff_embedding,
-                temporal_kernel_size=self.temporal_kernel_size,
-                bn_axis_name=self.bn_axis_name,
-                dtype=dtype,
-                param_dtype=self.param_dtype,
-                name=f"l{i + 1}",
-            )(x, base, train)
-
-        features = blocks.pool_bodies(x, num_clips)
-        self.sow("intermediates", "features", features)
-        fc = blocks.published_classifier(
-            self.num_classes, self.channels[-1], dtype, self.param_dtype
+        graph = self.adjacency()
+        units = len(self.channels)
+        return adaptive_network.apply_network(
+            self, MODEL_NAME, x, train, [graph] * units, [self.branches()] * units
         )
-        return fc(features.astype(dtype)).astype(jnp.float32)
+
+    def branches(self) -> tuple[str, ...]:
+        """Every unit's data-dependent graphs: ``C_k`` from 1x1 embeddings, or none."""
+        return ("spatial",) if self.attention else ()
 
 
 def build(*, num_classes: int, **overrides: Any) -> AGCN:
@@ -127,19 +98,7 @@ def from_torch(
     ``num_persons`` is read from the input BatchNorm's size when not given.
     Missing, unused or mis-shaped entries raise ``StateDictError``.
     """
-    reader = StateDictReader(state_dict, MODEL_NAME)
-    overrides = blocks.infer_num_persons(reader, AGCN, overrides)
-    module = build(num_classes=num_classes, **overrides)
-    num_subsets = module.adjacency().shape[0]
-
-    tree = VariableTree()
-    tree.batch_norm("data_bn/bn", reader, "data_bn")
-    branches = ("spatial",) if module.attention else ()
-    for i in range(len(module.channels)):
-        blocks.load_adaptive_unit(reader, tree, f"l{i + 1}", f"l{i + 1}", num_subsets, branches)
-    tree.param("fc", reader.linear("fc"))
-    reader.finish()
-
-    variables = tree.variables()
-    check_variables(MODEL_NAME, variables, module, blocks.example_input_for(module))
-    return module, jax.tree.map(jnp.asarray, variables)
+    return adaptive_network.from_torch(
+        AGCN, MODEL_NAME, state_dict, num_classes, overrides,
+        lambda module: [module.branches()] * len(module.channels),
+    )  # fmt: skip

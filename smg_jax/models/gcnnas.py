@@ -33,8 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smg_jax.graph import Skeleton, spatial_subsets
-from smg_jax.models import blocks
-from smg_jax.models.convert import StateDictReader, VariableTree, check_variables
+from smg_jax.models import adaptive_network, blocks
 
 MODEL_NAME = "gcnnas"
 
@@ -140,45 +139,12 @@ class GCNNAS(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """``x (N, M, T, V, C)`` -> logits ``(N, num_classes)`` (float32)."""
-        if not len(self.channels) == len(self.strides) == len(self.cells):
-            raise ValueError(f"{MODEL_NAME}: channels, strides and cells must have equal lengths.")
-        if self.temporal_kernel_size % 2 != 1:
-            raise ValueError(f"{MODEL_NAME}: temporal_kernel_size must be odd.")
         subsets = self.adjacency()
-        blocks.check_input(MODEL_NAME, x, subsets.shape[1], self.in_channels, self.num_persons)
-        num_clips = x.shape[0]
-        dtype = self.dtype or jnp.float32
-
-        x = blocks.DataBatchNorm(
-            bodies_in_channels=True,
-            bn_axis_name=self.bn_axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            name="data_bn",
-        )(x.astype(jnp.float32), train)
-        layers = zip(self.channels, self.strides, self.cells, strict=True)
-        for i, (features, stride, cell) in enumerate(layers):
-            terms, branches = parse_cell(cell)
-            x = blocks.AdaptiveUnit(
-                features,
-                stride,
-                residual=self.residual and i > 0,
-                branches=branches,
-                learned_offset=self.adaptive,
-                coff_embedding=self.coff_embedding,
-                temporal_kernel_size=self.temporal_kernel_size,
-                bn_axis_name=self.bn_axis_name,
-                dtype=dtype,
-                param_dtype=self.param_dtype,
-                name=f"l{i + 1}",
-            )(x, jnp.asarray(fixed_graph(subsets, terms)), train)
-
-        features = blocks.pool_bodies(x, num_clips)
-        self.sow("intermediates", "features", features)
-        fc = blocks.published_classifier(
-            self.num_classes, self.channels[-1], dtype, self.param_dtype
+        cells = [parse_cell(cell) for cell in self.cells]
+        graphs = [fixed_graph(subsets, terms) for terms, _ in cells]
+        return adaptive_network.apply_network(
+            self, MODEL_NAME, x, train, graphs, [b for _, b in cells], unit_field="cells"
         )
-        return fc(features.astype(dtype)).astype(jnp.float32)
 
 
 def build(*, num_classes: int, **overrides: Any) -> GCNNAS:
@@ -194,19 +160,7 @@ def from_torch(
     ``num_persons`` is read from the input BatchNorm's size when not given.
     Missing, unused or mis-shaped entries raise ``StateDictError``.
     """
-    reader = StateDictReader(state_dict, MODEL_NAME)
-    overrides = blocks.infer_num_persons(reader, GCNNAS, overrides)
-    module = build(num_classes=num_classes, **overrides)
-    num_subsets = module.adjacency().shape[0]
-
-    tree = VariableTree()
-    tree.batch_norm("data_bn/bn", reader, "data_bn")
-    for i, cell in enumerate(module.cells):
-        _, branches = parse_cell(cell)
-        blocks.load_adaptive_unit(reader, tree, f"l{i + 1}", f"l{i + 1}", num_subsets, branches)
-    tree.param("fc", reader.linear("fc"))
-    reader.finish()
-
-    variables = tree.variables()
-    check_variables(MODEL_NAME, variables, module, blocks.example_input_for(module))
-    return module, jax.tree.map(jnp.asarray, variables)
+    return adaptive_network.from_torch(
+        GCNNAS, MODEL_NAME, state_dict, num_classes, overrides,
+        lambda module: [parse_cell(cell)[1] for cell in module.cells],
+    )  # fmt: skip

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pathlib
 
 import ml_collections
 
-from smg_jax.data import pipeline
+from smg_jax.data import pipeline, synthetic_source
 from smg_jax.online.segments import NUM_CLASSES, OnlineError, Recording, recording_from_example
 
 log = logging.getLogger(__name__)
@@ -28,28 +27,8 @@ class OnlineData:
 
 
 def ensure_raw_data(data: ml_collections.ConfigDict) -> str | None:
-    """Writes a synthetic SMG into ``data.manual_dir`` when ``data.synthetic_scale`` asks for one.
-
-    Refuses to write over a folder that holds real (unmarked) SMG data.
-    """
-    manual_dir, scale = data.manual_dir, data.synthetic_scale
-    if scale is None:
-        return manual_dir
-    if manual_dir is None:
-        raise OnlineError("data.synthetic_scale is set but data.manual_dir is not: say where.")
-    from tfds_smg import synthetic
-
-    root = pathlib.Path(manual_dir)
-    if root.is_dir() and any(root.glob("Sample*")):
-        if synthetic.read_marker(root) is None:
-            raise OnlineError(
-                f"data.synthetic_scale={scale!r} but {root} holds real (unmarked) SMG data; "
-                "unset data.synthetic_scale to use it, or point data.manual_dir elsewhere."
-            )
-        return manual_dir
-    log.info("Writing a synthetic SMG (scale %s, seed %d) to %s", scale, data.synthetic_seed, root)
-    synthetic.generate(root, scale=scale, seed=int(data.synthetic_seed))
-    return manual_dir
+    """``synthetic_source.ensure_raw_data``, failing with ``OnlineError``."""
+    return synthetic_source.ensure_raw_data(data, OnlineError)
 
 
 def _recordings(source) -> list[Recording]:

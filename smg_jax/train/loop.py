@@ -42,7 +42,7 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from smg_jax import metrics, models
-from smg_jax.data import pipeline, transforms
+from smg_jax.data import pipeline, synthetic_source, transforms
 from smg_jax.train import checkpoint, distributed, losses, optim, parallel, runtime
 from smg_jax.train import state as state_lib
 from smg_jax.train.errors import ConfigError
@@ -74,31 +74,6 @@ def _labels_of(source: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.asarray([int(source[i]["label"]) for i in range(len(source))], np.int64)
 
 
-def _ensure_raw_data(data_config: ml_collections.ConfigDict) -> str | None:
-    """Writes a synthetic SMG into ``manual_dir`` when asked to and nothing is there yet."""
-    manual_dir = data_config.manual_dir
-    scale = data_config.synthetic_scale
-    if scale is None:
-        return manual_dir
-    if manual_dir is None:
-        raise ConfigError("data.synthetic_scale is set but data.manual_dir is not: say where.")
-    from tfds_smg import synthetic
-
-    root = pathlib.Path(manual_dir)
-    has_samples = root.is_dir() and any(root.glob("Sample*"))
-    if has_samples:
-        if synthetic.read_marker(root) is None:
-            raise ConfigError(
-                f"data.synthetic_scale={scale!r} but {root} holds real (unmarked) SMG data; "
-                "unset data.synthetic_scale to use it, or point manual_dir elsewhere."
-            )
-        return manual_dir
-    seed = int(data_config.synthetic_seed)
-    log.info("Writing a synthetic SMG (scale %s, seed %d) to %s", scale, seed, root)
-    synthetic.generate(root, scale=scale, seed=seed)
-    return manual_dir
-
-
 def load_data(config: ml_collections.ConfigDict) -> Data:
     """Opens (building if needed) the TFDS ``smg/clips`` splits named by ``config.data``."""
     import tensorflow_datasets as tfds
@@ -106,7 +81,7 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
     import tfds_smg  # noqa: F401  (registers 'smg')
 
     data_config = config.data
-    manual_dir = _ensure_raw_data(data_config)
+    manual_dir = synthetic_source.ensure_raw_data(data_config, ConfigError)
     train = pipeline.load_split(
         data_config.data_dir, SMG_CONFIG, data_config.train_split, manual_dir=manual_dir
     )
