@@ -19,7 +19,9 @@ process, "out": where to write the JSON result, ...}``.
   (``{"name", "workdir", "config": {"train.parallel": "mesh", ...}}``) on top
   of the ``"base"`` overrides; with ``"distributed": {"coordinator_address",
   "num_processes", "process_id"}`` this process is one host of a multi-host
-  run over gloo CPU collectives.
+  run over gloo CPU collectives. A run with ``"sigterm": {"process": i,
+  "step": n}`` sends SIGTERM to process ``i`` as it finishes step ``n`` (a
+  preempted VM); the run's entry then records the ``Preempted`` message.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -214,8 +217,9 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
     import jax
 
     from experiments.configs import base
-    from smg_jax.train import loop
+    from smg_jax.train import distributed, loop
 
+    check_preemption = distributed.preemption_requested
     settings = spec.get("distributed")
     if settings:
         # XLA:CPU has no cross-process collectives of its own; gloo provides them.
@@ -232,7 +236,25 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
         steps_before = (
             [int(d.name) for d in saved.iterdir() if d.name.isdigit()] if saved.is_dir() else []
         )
-        results = loop.train_and_evaluate(config, run["workdir"])
+        sigterm = run.get("sigterm")
+
+        def preemption_requested(step: int, local_flag: bool, sigterm=sigterm) -> bool:
+            if sigterm and (jax.process_index(), step) == (sigterm["process"], sigterm["step"]):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(2.0)  # the notice travels to the coordinator and the other host
+            return check_preemption(step, local_flag)
+
+        distributed.preemption_requested = preemption_requested
+        try:
+            results = loop.train_and_evaluate(config, run["workdir"])
+        except loop.Preempted as stop:
+            out["runs"][run["name"]] = {
+                "preempted": str(stop),
+                "checkpoints": sorted(int(d.name) for d in saved.iterdir() if d.name.isdigit()),
+            }
+            continue
+        finally:
+            distributed.preemption_requested = check_preemption
         out["runs"][run["name"]] = {
             "checkpoint_before": max(steps_before, default=None),
             "final": results["final"],

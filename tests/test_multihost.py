@@ -3,9 +3,10 @@
 Two worker processes (``parallel_worker.py``) with 2 simulated CPU devices
 each form one 4-device run: ``jax.distributed`` with a coordinator on
 loopback, gloo for the cross-process collectives. Each runs
-``loop.train_and_evaluate`` (mesh, pmap, and a mesh run cut after 2 steps
-and resumed from its checkpoint); a third process runs the same config on one
-host with 4 devices.
+``loop.train_and_evaluate`` (mesh, pmap, a mesh run cut after 2 steps
+and resumed from its checkpoint, and a mesh run in which host 1 alone gets
+SIGTERM, resumed by a second two-host job); a third process runs the same
+config on one host with 4 devices.
 """
 
 from __future__ import annotations
@@ -37,6 +38,30 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _two_hosts(smg_tiny, tmp_path, runs, name: str) -> list[dict]:
+    """Runs ``runs`` as one two-host job (a fresh coordinator); each host's result."""
+    port = _free_port()
+    specs = [
+        {
+            "task": "train",
+            "devices": DEVICES_PER_HOST,
+            "out": str(tmp_path / f"{name}{h}_out.json"),
+            "base": parallel_worker.tiny_run_config(smg_tiny),
+            "runs": runs,
+            "distributed": {
+                "coordinator_address": f"127.0.0.1:{port}",
+                "num_processes": HOSTS,
+                "process_id": h,
+            },
+        }
+        for h in range(HOSTS)
+    ]
+    processes = [
+        parallel_worker.start(spec, tmp_path, f"{name}{h}") for h, spec in enumerate(specs)
+    ]
+    return parallel_worker.finish_all(processes, specs, TIMEOUT_S)
+
+
 @pytest.mark.slow
 def test_two_hosts_match_one_host(smg_tiny, tmp_path):
     def run(name, parallel_mode, workdir=None, **extra):
@@ -49,24 +74,16 @@ def test_two_hosts_match_one_host(smg_tiny, tmp_path):
         run("cut", "mesh", workdir="resumed", **{"train.max_steps": 2}),
         run("resumed", "mesh"),
     ]
-    port = _free_port()
-    specs = [
-        {
-            "task": "train",
-            "devices": DEVICES_PER_HOST,
-            "out": str(tmp_path / f"host{h}_out.json"),
-            "base": parallel_worker.tiny_run_config(smg_tiny),
-            "runs": runs,
-            "distributed": {
-                "coordinator_address": f"127.0.0.1:{port}",
-                "num_processes": HOSTS,
-                "process_id": h,
-            },
-        }
-        for h in range(HOSTS)
-    ]
-    processes = [parallel_worker.start(spec, tmp_path, f"host{h}") for h, spec in enumerate(specs)]
-    hosts = parallel_worker.finish_all(processes, specs, TIMEOUT_S)
+    hosts = _two_hosts(smg_tiny, tmp_path, runs, "host")
+    # Its own job: JAX's preemption sync manager counts steps per process, and a
+    # second run in the same process starts again from step 1.
+    preempted_run = {
+        **run("preempted", "mesh", workdir="after_preemption"),
+        "sigterm": {"process": 1, "step": 1},
+    }
+    preempted_hosts = _two_hosts(smg_tiny, tmp_path, [preempted_run], "preempted")
+    again = _two_hosts(smg_tiny, tmp_path, [run("after_preemption", "mesh")], "again")
+    hosts_after_preemption = again[0]["runs"]
     one_host = parallel_worker.run(
         {
             "task": "train",
@@ -105,6 +122,22 @@ def test_two_hosts_match_one_host(smg_tiny, tmp_path):
     # cut run's evaluation) and went on to step 4.
     assert [row["step"] for row in hosts[0]["runs"]["resumed"]["history"]] == [2, 4]
     assert (tmp_path / "resumed" / "checkpoints" / "4").is_dir()
+    # SIGTERM on host 1 alone: JAX's preemption service stops both hosts at the same
+    # step with one checkpoint of it; the next invocation resumes from there to the
+    # uninterrupted run's numbers.
+    preempted = [h["runs"]["preempted"] for h in preempted_hosts]
+    assert all("SIGTERM: saved checkpoint at step" in p["preempted"] for p in preempted)
+    assert preempted[0]["checkpoints"] == preempted[1]["checkpoints"]
+    stop_step = preempted[0]["checkpoints"][-1]
+    assert 1 <= stop_step < 4, preempted
+    after = hosts_after_preemption["after_preemption"]
+    assert after["checkpoint_before"] == stop_step
+    assert after["final"]["confusion_matrix"] == reference["final"]["confusion_matrix"]
+    assert after["final"]["top1"] == reference["final"]["top1"]
+    np.testing.assert_allclose(
+        np.load(tmp_path / "after_preemption" / "test_logits.npz")["logits"], ref_logits,
+        rtol=1e-4, atol=1e-4,
+    )  # fmt: skip
     # Only process 0 writes reports and TensorBoard.
     for name in ("mesh", "pmap"):
         assert len(list((tmp_path / name / "tensorboard").glob("events.out.tfevents.*"))) == 1
