@@ -8,10 +8,14 @@ Measures a jitted SGD (Nesterov, weight decay) train step and a jitted eval
 forward pass on random inputs ``(batch, bodies, frames, 25, 3)``: compile
 seconds, median clips/s over ``--steps`` timed calls after warm-up, the device
 memory XLA planned for one train step and one forward pass
-(``train_step_bytes``, ``infer_step_bytes``), and the allocator's peak for the
-whole process so far where the backend reports one (``peak_memory_bytes``;
+(``train_step_bytes``, ``infer_step_bytes``), the device allocator's peak for
+the whole process so far where the backend reports one (``peak_memory_bytes``;
 GPU/TPU; CPU reports none; it only grows, so run one model per process for a
-per-model figure). The same command runs unchanged on CPU, GPU and TPU.
+per-model figure), and the host memory allocator with the process's minor
+page faults per train step (``host_allocator``, ``train_page_faults_per_step``;
+``--allocator tcmalloc`` restarts under tcmalloc, see
+``smg_jax.train.allocator``). The same command runs unchanged on CPU, GPU and
+TPU.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 
 from experiments import torch_reference_benchmark
 from smg_jax import models
-from smg_jax.train import jit, losses, optim
+from smg_jax.train import allocator, jit, losses, optim
 from smg_jax.train import state as state_lib
 from smg_jax.train import steps as step_fns
 
@@ -143,7 +147,9 @@ def benchmark(
 
     for _ in range(warmup):
         jax.block_until_ready(run_train(batch_data))
+    faults = allocator.minor_page_faults()
     train_times = _timed(run_train, batch_data, steps=steps)
+    train_faults = (allocator.minor_page_faults() - faults) / steps
     for _ in range(warmup):
         jax.block_until_ready(compiled_eval(holder["state"], batch_data))
     eval_times = _timed(compiled_eval, holder["state"], batch_data, steps=steps)
@@ -164,6 +170,8 @@ def benchmark(
         "train_step_bytes": _compiled_bytes(compiled_train),
         "infer_step_bytes": _compiled_bytes(compiled_eval),
         "peak_memory_bytes": _peak_memory_bytes(),
+        "host_allocator": allocator.in_use(),
+        "train_page_faults_per_step": round(train_faults),
         "timed_steps": steps,
     }
 
@@ -180,7 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--override", action="append", default=[], help="model field name=value (repeatable)"
     )
+    parser.add_argument(
+        "--allocator",
+        choices=allocator.CHOICES,
+        help="restart under this host memory allocator first (smg_jax.train.allocator)",
+    )
     args = parser.parse_args(argv)
+    if args.allocator is not None and args.allocator != allocator.in_use():
+        if argv is not None:  # called as a function: restarting would replace the caller
+            raise SystemExit("--allocator switches allocators only when run as a program.")
+        try:
+            allocator.restart_with(args.allocator)
+        except allocator.AllocatorError as error:
+            raise SystemExit(f"error: {error}") from None
     overrides = torch_reference_benchmark.parse_assignments(args.override, "--override")
     names = list(models.MODELS) if args.models == "all" else args.models.split(",")
     for name in names:

@@ -17,6 +17,11 @@ faster). The raw JSON lines go to ``--jsonl`` if given. ``--override
 name=value`` changes a field of our models and ``--kwarg name=value`` a
 constructor argument of theirs (e.g. ``--override dropout=0.0 --kwarg
 dropout=0.0`` for ST-GCN without dropout on both sides).
+
+Both sides run as programs of their own, one process per measurement, under
+the same host memory allocator: ``--allocator tcmalloc`` (or ``jemalloc``,
+``hugepages``, ``system``) preloads it into both (``smg_jax.train.allocator``);
+without it both inherit this process's environment.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import subprocess
 import sys
 from typing import Any
 
-from experiments import benchmark, torch_reference_benchmark
+from experiments import torch_reference_benchmark
+from smg_jax.train import allocator
 
 REPOSITORY_DIRS = {
     "stgcn": "st-gcn",
@@ -51,10 +57,12 @@ def torch_row(
     threads: int,
     kwargs: list[str] = (),
     device: str = "cpu",
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One JSON row from the PyTorch reference, run in its own interpreter.
 
-    ``kwargs``: ``name=value`` constructor arguments for the authors' model.
+    ``kwargs``: ``name=value`` constructor arguments for the authors' model;
+    ``env``: its environment (default: this process's).
     """
     command = [
         python,
@@ -68,7 +76,38 @@ def torch_row(
         f"--device={device}",
         *(f"--kwarg={item}" for item in kwargs),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    return _last_json_line(command, env)
+
+
+def ours_row(
+    model: str,
+    batch: int,
+    frames: int,
+    steps: int,
+    overrides: list[str] = (),
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One JSON row from ``experiments.benchmark``, run in a fresh interpreter like theirs.
+
+    ``overrides``: ``name=value`` fields of our model; ``env``: its environment.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.benchmark",
+        f"--models={model}",
+        f"--batch={batch}",
+        f"--frames={frames}",
+        f"--steps={steps}",
+        *(f"--override={item}" for item in overrides),
+    ]
+    return _last_json_line(command, env, cwd=pathlib.Path(__file__).resolve().parents[1])
+
+
+def _last_json_line(
+    command: list[str], env: dict[str, str] | None, cwd: pathlib.Path | None = None
+) -> dict[str, Any]:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=cwd)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         default="cpu",
         help="where PyTorch runs; ours runs on JAX's default backend",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=allocator.CHOICES,
+        help="host memory allocator for both sides (default: as this process has it)",
+    )
     parser.add_argument("--jsonl", type=pathlib.Path, help="also write every raw row here")
     parser.add_argument(
         "--keep-going",
@@ -137,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         "--kwarg", action="append", default=[], help="their constructor name=value (repeatable)"
     )
     args = parser.parse_args(argv)
-    overrides = torch_reference_benchmark.parse_assignments(args.override, "--override")
+    torch_reference_benchmark.parse_assignments(args.override, "--override")  # checks them
+    try:
+        env = None if args.allocator is None else allocator.environment(args.allocator)
+    except allocator.AllocatorError as error:
+        raise SystemExit(f"error: {error}") from None
 
     names = list(REPOSITORY_DIRS) if args.models == "all" else args.models.split(",")
     sources = {}
@@ -157,15 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         ours, theirs = [], []
         for _ in range(args.repeats):
-            ours.append(
-                benchmark.benchmark(
-                    name,
-                    batch=args.batch,
-                    frames=args.frames,
-                    steps=args.steps,
-                    overrides=overrides,
-                )
-            )
+            ours.append(ours_row(name, args.batch, args.frames, args.steps, args.override, env))
             try:
                 row = torch_row(
                     args.torch_python,
@@ -177,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.threads,
                     args.kwarg,
                     args.torch_device,
+                    env,
                 )
             except SystemExit as failure:
                 if not args.keep_going:
@@ -189,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         table.append((_best(ours), _best(theirs)))
     ours_device = table[0][0].get("device")
     theirs_device = next((t.get("device", "cpu") for _, t in table if t), "cpu")
+    host_allocator = table[0][0].get("host_allocator", "unknown")
     print(
         f"ours: JAX on {ours_device}; PyTorch on {theirs_device}; batch {args.batch}, "
-        f"{args.frames} frames, float32\n"
+        f"{args.frames} frames, float32; host allocator (both sides): {host_allocator}\n"
     )
     print(markdown(table))
     if args.jsonl is not None:

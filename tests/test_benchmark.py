@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments import benchmark, torch_reference_benchmark
+from smg_jax.train import allocator
 
 
 def test_prints_one_json_row_per_model_batch_and_frame_count(capsys):
@@ -20,6 +21,9 @@ def test_prints_one_json_row_per_model_batch_and_frame_count(capsys):
         assert row["train_clips_per_s"] > 0 and row["infer_clips_per_s"] > 0
         assert row["overrides"] == {"channels": "(8, 16)", "strides": "(1, 2)"}
         assert row["backend"] == "cpu" and row["peak_memory_bytes"] is None  # CPU reports none
+        assert row["host_allocator"] == allocator.in_use()
+        assert isinstance(row["train_page_faults_per_step"], int)
+        assert row["train_page_faults_per_step"] >= 0
     assert rows[0]["params"] == rows[1]["params"] < 20_000  # the small model was built
     for row in rows:
         # The train step holds at least the parameters and their momentum (float32).
@@ -36,3 +40,9 @@ def test_assignments_parse_literals_and_explain_mistakes():
     assert parsed == {"dropout": 0.0, "channels": (8, 16), "graph": "graph.ntu_rgb_d.Graph"}
     with pytest.raises(SystemExit, match="write it as name=value"):
         torch_reference_benchmark.parse_assignments(["dropout"], "--override")
+
+
+def test_allocator_flag_restarts_only_when_run_as_a_program():
+    other = "hugepages" if allocator.in_use() != "hugepages" else "system"
+    with pytest.raises(SystemExit, match="only when run as a program"):
+        benchmark.main(["--models", "stgcn", "--allocator", other])

@@ -29,15 +29,20 @@ def test_best_of_repeats_is_kept_per_column():
     assert (best["train_clips_per_s"], best["infer_clips_per_s"]) == (4.0, 9.0)
 
 
-def test_missing_checkout_and_unknown_model_are_explained(tmp_path):
+def test_missing_checkout_and_unknown_model_are_explained(tmp_path, capsys):
     with pytest.raises(SystemExit, match="No checkout for \\['msg3d'\\]"):
         speed_table.main(["--torch-python", "python", "--models", "msg3d"])
+    with pytest.raises(SystemExit):
+        speed_table.main(["--torch-python", "python", "--models", "msg3d", "--source",
+                          f"msg3d={tmp_path}", "--allocator", "mimalloc"])  # fmt: skip
+    assert "invalid choice: 'mimalloc'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="Unknown model 'resnet'"):
         speed_table.main(
             ["--torch-python", "python", "--models", "resnet", "--sources", str(tmp_path)]
         )
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc huge pages: Linux")
 def test_failed_reference_run_is_reported_in_its_row_with_keep_going(tmp_path, capsys):
     # This interpreter has no PyTorch: the reference script exits with a message saying so.
     argv = ["--torch-python", sys.executable, "--models", "stgcn", "--source",
@@ -47,7 +52,9 @@ def test_failed_reference_run_is_reported_in_its_row_with_keep_going(tmp_path, c
     with pytest.raises(SystemExit, match="failed"):
         speed_table.main(argv)
     capsys.readouterr()
-    assert speed_table.main([*argv, "--keep-going"]) == 0
+    # Both sides run as programs of their own, here under glibc with huge pages.
+    assert speed_table.main([*argv, "--keep-going", "--allocator", "hugepages"]) == 0
     captured = capsys.readouterr()
     assert "| stgcn |" in captured.out and "| failed |" in captured.out
+    assert "host allocator (both sides): hugepages" in captured.out
     assert "PyTorch stgcn:" in captured.err and "has no PyTorch" in captured.err
