@@ -230,10 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         table.append((_best(ours), _best(theirs)))
     ours_device = table[0][0].get("device")
     theirs_device = next((t.get("device", "cpu") for _, t in table if t), "cpu")
-    host_allocator = table[0][0].get("host_allocator", "unknown")
+    ours_allocator = table[0][0].get("host_allocator", "unknown")
+    theirs_allocator = next((t.get("host_allocator") for _, t in table if t), ours_allocator)
+    allocators = (
+        f"host allocator (both sides): {ours_allocator}"
+        if ours_allocator == theirs_allocator
+        else f"host allocator: ours {ours_allocator}, PyTorch {theirs_allocator}"
+    )
     print(
         f"ours: JAX on {ours_device}; PyTorch on {theirs_device}; batch {args.batch}, "
-        f"{args.frames} frames, float32; host allocator (both sides): {host_allocator}\n"
+        f"{args.frames} frames, float32; {allocators}\n"
     )
     print(markdown(table))
     if args.jsonl is not None:

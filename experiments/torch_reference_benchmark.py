@@ -49,6 +49,11 @@ import time
 import types
 from typing import Any
 
+# Run by path in a PyTorch environment where smg_jax may not be installed; the
+# allocator module needs only the standard library.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from smg_jax.train import allocator
+
 SPECS: dict[str, dict[str, Any]] = {
     "stgcn": {
         "module": "net.st_gcn",
@@ -264,6 +269,7 @@ def benchmark(
         "framework": "pytorch",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "host_allocator": allocator.in_use(),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "batch": batch,
         "frames": frames,
