@@ -26,6 +26,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from experiments import allocator_flag
 from smg_jax import metrics
 from smg_jax.emotion import report, run
 
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     for name in ("smg_jax", "tfds_smg", "experiments"):
         logging.getLogger(name).setLevel(logging.INFO)
+    allocator_flag.apply()
     if _COLLECT.value:
         text, data = report.collect(_COLLECT.value)
         out = pathlib.Path(_WORKDIR.value)

@@ -24,28 +24,18 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from smg_jax.train import allocator, distributed, loop
+from experiments import allocator_flag
+from smg_jax.train import distributed, loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and results.")
-_HOST_ALLOCATOR = flags.DEFINE_enum(
-    "host_allocator",
-    None,
-    list(allocator.CHOICES),
-    "Restart under this host memory allocator before anything else; on the CPU backend "
-    "tcmalloc or hugepages train faster than glibc's malloc (smg_jax/train/allocator.py).",
-)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if _HOST_ALLOCATOR.value is not None:
-        try:
-            allocator.restart_with(_HOST_ALLOCATOR.value)
-        except allocator.AllocatorError as error:
-            raise app.UsageError(str(error)) from None
+    allocator_flag.apply()
     # Our progress at INFO; the libraries' (orbax, TFDS) chatter only from WARNING up.
     absl_logging.set_verbosity(absl_logging.WARNING)
     # Multi-host: start the runtime first, so that only process 0 logs and prints.

@@ -18,6 +18,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from experiments import allocator_flag
 from smg_jax.online import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Online-recognition config file.")
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     for name in ("smg_jax", "tfds_smg", "experiments"):
         logging.getLogger(name).setLevel(logging.INFO)
+    allocator_flag.apply()
     results = loop.run(_CONFIG.value, _WORKDIR.value)
     for line in loop.summarize(results, _WORKDIR.value):
         print(line)

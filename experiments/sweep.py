@@ -35,6 +35,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from experiments import allocator_flag
 from smg_jax import sweep
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -79,6 +80,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     _log_setup()
+    allocator_flag.apply()
     workdir = pathlib.Path(_WORKDIR.value)
     try:
         study = sweep.load_study(_STUDY.value) if _STUDY.value else None
