@@ -175,3 +175,15 @@ def test_dropout_is_the_identity_when_deterministic_or_rate_zero():
     np.testing.assert_array_equal(blocks.Dropout(0.5).apply({}, x, True), x)
     np.testing.assert_array_equal(blocks.Dropout(0.0).apply({}, x, False), x)
     assert not np.asarray(blocks.Dropout(1.0).apply({}, x, False)).any()
+
+
+def test_rows_matmul_is_the_plain_product_with_the_same_gradients():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 5, 7, 4)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
+    np.testing.assert_allclose(blocks.rows_matmul(x, kernel), x @ kernel, rtol=1e-6, atol=1e-6)
+    cotangent = jnp.asarray(rng.normal(size=(2, 5, 7, 6)), jnp.float32)
+    ours = jax.vjp(blocks.rows_matmul, x, kernel)[1](cotangent)
+    plain = jax.vjp(jnp.matmul, x, kernel)[1](cotangent)
+    for got, want in zip(ours, plain, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

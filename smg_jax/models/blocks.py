@@ -304,7 +304,7 @@ class TemporalConv(nn.Module):
         dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
         x, kernel = x.astype(dtype), kernel.astype(dtype)
         if k == 1 and pad == 0:
-            y = x[:, :, ::s] @ kernel[0]
+            y = rows_matmul(x[:, :, ::s], kernel[0])
         else:
             y = strided_conv1d(x.reshape(b * v, t, c), kernel, s, d, pad)
             y = y.reshape(b, v, y.shape[1], self.features)
@@ -393,6 +393,18 @@ class TemporalUnit(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def rows_matmul(x: Array, kernel: Array) -> Array:
+    """``x @ kernel`` for ``x (..., C)`` and ``kernel (C, O)``, with ``x`` flattened to rows.
+
+    The same product; the flattening makes the weight gradient one matmul that
+    contracts a single ``(rows,)`` axis. Left ``(B, V, T, C)``, autodiff
+    contracts ``(B, V, T)`` as three axes, which XLA:CPU ran up to 1.8x slower
+    (``(16, 1500, 64) x (16, 1500, 192)``: 6.9 against 3.9 ms).
+    """
+    rows = x.reshape(-1, x.shape[-1]) @ kernel
+    return rows.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
 def graph_project(
     x: Array, adjacency: Array, kernel: Array, subset_bias: Array | None = None
 ) -> Array:
@@ -431,9 +443,9 @@ def graph_project(
     out = None
     for i in range(k):
         if c <= o:
-            term = gather(subset(i), x) @ kernel[i]
+            term = rows_matmul(gather(subset(i), x), kernel[i])
         else:
-            projected = x @ kernel[i]
+            projected = rows_matmul(x, kernel[i])
             if subset_bias is not None:
                 projected = projected + subset_bias[i]
             term = gather(subset(i), projected)
