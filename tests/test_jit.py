@@ -81,3 +81,38 @@ def test_a_model_compiled_with_them_matches_xla_defaults():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
     forward = jit.jit(model.apply, inference=True, model=model)(variables, x)
     np.testing.assert_allclose(forward, jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-6)
+
+
+def test_pmap_compiles_with_the_options_and_matches_plain_pmap():
+    # pmap takes no compiler options; jit.pmap lowers and compiles with them.
+    model = models.create("stgcn", num_classes=5, channels=(8, 16), strides=(1, 2), dropout=0.0)
+    x = jax.random.normal(jax.random.key(0), (1, 3, 1, 12, 25, 3))  # (devices, N, M, T, V, C)
+    variables = model.init(jax.random.key(1), x[0])
+    params = jax.tree.map(lambda a: a[None], variables["params"])
+
+    def loss(params, x):
+        logits, _ = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
+        return jax.lax.pmean(jnp.sum(logits**2), "devices")
+
+    grad = jax.grad(loss)
+    ours = jit.pmap(grad, axis_name="devices")
+    plain = jax.pmap(grad, axis_name="devices")
+    ours_text = ours.lower(params, x).compile().as_text()
+    plain_text = plain.lower(params, x).compile().as_text()
+    assert ours_text.count("ynn_fusion") > plain_text.count("ynn_fusion")
+
+    first = ours(params, x)
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(plain(params, x)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+    ours(params, x)
+    assert len(ours._executables) == 1  # the same signature reuses its executable
+    ours(params, x[:, :2])
+    assert len(ours._executables) == 2
+
+
+def test_pmap_without_options_is_plain_pmap(monkeypatch):
+    monkeypatch.setenv(jit.ENV_SWITCH, "0")
+    if jax.default_backend() == "cpu":
+        assert not isinstance(jit.pmap(lambda x: x), jit._PmapWithOptions)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,91 @@ def compiler_options(
     elementwise = not inference or getattr(model, "cpu_inference_elementwise_fusions", True)
     triton_gemm = _switched_on(GPU_TRITON_GEMM_SWITCH, "0")
     return dict(_options_for(backend or jax.default_backend(), enabled, elementwise, triton_gemm))
+
+
+def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    leaves, treedef = jax.tree.flatten(args)
+    shapes = tuple(
+        (
+            np.shape(leaf),
+            getattr(leaf, "dtype", None) or np.result_type(leaf),
+            getattr(leaf, "weak_type", False),
+        )
+        for leaf in leaves
+    )
+    return treedef, shapes
+
+
+class _PmapWithOptions:
+    """``jax.pmap(fun, **kwargs)`` whose programs are compiled with XLA ``options``.
+
+    ``jax.pmap`` takes no compiler options, so each new input signature (tree,
+    shapes, dtypes) is lowered and compiled here with them and the executable
+    kept; later calls with that signature run it directly.
+    """
+
+    def __init__(self, fun: Callable[..., Any], options: dict[str, Any], **kwargs: Any):
+        self._pmapped = jax.pmap(fun, **kwargs)
+        self._options = options
+        self._executables: dict[tuple[Any, ...], Any] = {}
+
+    def lower(self, *args: Any) -> _LoweredWithOptions:
+        return _LoweredWithOptions(self._pmapped.lower(*args), self._options)
+
+    def __call__(self, *args: Any) -> Any:
+        key = _signature(args)
+        executable = self._executables.get(key)
+        if executable is None:
+            executable = self.lower(*args).compile()
+            self._executables[key] = executable
+        return executable(*args)
+
+
+class _LoweredWithOptions:
+    """A pmap ``Lowered`` whose ``compile()`` passes the options."""
+
+    def __init__(self, lowered: Any, options: dict[str, Any]):
+        self._lowered = lowered
+        self._options = options
+
+    def compile(self) -> Any:
+        return self._lowered.compile(self._options)
+
+    def as_text(self) -> str:
+        return self._lowered.as_text()
+
+
+@functools.cache
+def _warn_multihost_pmap(options: tuple[str, ...]) -> None:
+    log.warning(
+        "pmap over %d processes compiles without the XLA options %s (an AOT-compiled pmap "
+        "takes global arrays); use train.parallel='mesh' to keep them.",
+        jax.process_count(),
+        ", ".join(options),
+    )
+
+
+def pmap(
+    fun: Callable[..., Any], *, inference: bool = False, model: Any = None, **kwargs: Any
+) -> Any:
+    """``jax.pmap(fun, **kwargs)`` compiled with ``compiler_options()``.
+
+    Without it pmap programs would miss the CPU library fusions and, on GPU,
+    keep the Triton GEMM fusion that aborted XLA for GCN-NAS and Shift-GCN.
+    ``inference`` and ``model`` as for ``jit``.
+
+    With several processes (multi-host) this is plain ``jax.pmap``: an
+    ahead-of-time compiled pmap program expects the global arrays, while each
+    host passes its own, so the options cannot be given there; a warning says
+    so once (``train.parallel='mesh'`` gets them on every host).
+    """
+    options = compiler_options(inference=inference, model=model)
+    if options and jax.process_count() > 1:
+        _warn_multihost_pmap(tuple(options))
+        options = {}
+    if not options:
+        return jax.pmap(fun, **kwargs)
+    return _PmapWithOptions(fun, options, **kwargs)
 
 
 def jit(

@@ -205,25 +205,26 @@ def pmap_train_step(train_fn: TrainFn) -> TrainFn:
 
     Takes the state with a leading device axis (``replicate_local``) and the
     batch from ``split_for_devices``; returns the new state (device axis
-    kept) and the metrics once (they are the same on every device). pmap
-    takes no XLA options, so it compiles without ``jit.jit``'s CPU fusions.
+    kept) and the metrics once (they are the same on every device). Compiled
+    with ``jit.jit``'s XLA options (``jit.pmap``).
     """
-    return jax.pmap(train_fn, axis_name=AXIS, out_axes=(0, None), donate_argnums=(0,))
+    return jit.pmap(train_fn, axis_name=AXIS, out_axes=(0, None), donate_argnums=(0,))
 
 
-def pmap_eval_step(eval_fn: EvalFn) -> EvalFn:
+def pmap_eval_step(eval_fn: EvalFn, model: nn.Module | None = None) -> EvalFn:
     """Logits ``(L, E / L, K)`` for the batch from ``split_for_devices``.
 
     Every device evaluates with device 0's BatchNorm statistics: with
     per-device statistics (``cross_replica_bn=False``) devices would
     otherwise score with different models; this is the copy checkpoints keep.
+    ``model`` chooses the inference compiler options (``jit.pmap``).
     """
 
     def evaluate(state: TrainState, batch: Batch) -> jax.Array:
         state = state.replace(batch_stats=broadcast_first(state.batch_stats, AXIS))
         return eval_fn(state, batch)
 
-    return jax.pmap(evaluate, axis_name=AXIS)
+    return jit.pmap(evaluate, inference=True, model=model, axis_name=AXIS)
 
 
 def mesh_train_step(train_fn: TrainFn, mesh: Mesh) -> TrainFn:
@@ -411,7 +412,7 @@ def make_steps(
     )
     eval_fn = functools.partial(steps.eval_step, model=model)
     if placement.mode == "pmap":
-        return pmap_train_step(train_fn), pmap_eval_step(eval_fn)
+        return pmap_train_step(train_fn), pmap_eval_step(eval_fn, model)
     if placement.mode == "mesh":
         return mesh_train_step(train_fn, placement.mesh), mesh_eval_step(
             eval_fn, placement.mesh, model
