@@ -201,71 +201,55 @@ class Dropout(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-def _conv_frames(x: Array, kernel: Array, padding: tuple[int, int], dilation: int = 1) -> Array:
-    """Stride-1 convolution over frames: ``(B, V, T, C), (k, C, O) -> (B, V, T', O)``.
-
-    Written as a 2-D convolution with a ``(1, k)`` window (joints as height,
-    frames as width), so the layout needs no reshape. XLA:CPU runs it in
-    Eigen's spatial convolution, which did forward + backward of a 9-frame
-    64-channel convolution (16 clips, 25 joints, 60 frames, 2 cores) in 21-22
-    ms against 25-27 ms for the same sums as a 1-D convolution over ``B V``
-    sequences (PyTorch/oneDNN: 19.7 ms).
-    """
-    return jax.lax.conv_general_dilated(
-        x, kernel[None], (1, 1), [(0, 0), padding], rhs_dilation=(1, dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )  # fmt: skip
-
-
 def strided_conv1d(x: Array, kernel: Array, stride: int, dilation: int, pad: int) -> Array:
-    """PyTorch's ``Conv1d`` (no bias) over frames: ``(..., T, C), (k, C, O) -> (..., T', O)``.
+    """PyTorch's ``Conv1d`` (no bias) over frames: ``(N, T, C), (k, C, O) -> (N, T', O)``.
 
-    ``T' = floor((T + 2 pad - dilation (k - 1) - 1) / stride) + 1``; any
-    leading axes (clips, joints) are batch. A stride above 1 is rewritten as
-    stride-1 convolutions over the ``stride`` phases of the padded frames
-    (frame ``s u + r`` is phase ``r``, row ``u``), because the input gradient
-    of a strided convolution is an input-dilated one, which XLA:CPU runs
-    outside its fast convolution path (on 2 cores, the stride-2 temporal unit
-    of 2s-AGCN took 2x PyTorch's time). With dilation 1 the phases become
-    channel groups of one convolution (a free reshape of the frames and of the
-    zero-extended kernel) whose own padding replaces a padded copy: 14-25 %
-    less time than XLA's strided convolution for the stride-2 units (forward
-    and backward, 2 cores). Otherwise each phase that holds taps gets its own
-    dilated convolution. Same sums as the strided convolution, in another
-    order.
+    ``T' = floor((T + 2 pad - dilation (k - 1) - 1) / stride) + 1``. A stride
+    above 1 is rewritten as stride-1 convolutions over the ``stride`` phases
+    of the padded frames (frame ``s u + r`` is phase ``r``, row ``u``), because
+    the input gradient of a strided convolution is an input-dilated one, which
+    XLA:CPU runs outside its fast convolution path (on 2 cores, the stride-2
+    temporal unit of 2s-AGCN took 2x PyTorch's time). With dilation 1 the
+    phases become channel groups of one convolution (a free reshape of the
+    frames and of the zero-extended kernel) whose own padding replaces a
+    padded copy: 14-25 % less time than XLA's strided convolution for the
+    stride-2 units (forward and backward, 2 cores). Otherwise each phase that
+    holds taps gets its own dilated convolution. Same sums as the strided
+    convolution, in another order.
     """
-    *lead, t, c = x.shape
-    x = x.reshape(-1, 1 if len(lead) < 2 else lead[-1], t, c)
-    n, h = x.shape[:2]
+    n, t, c = x.shape
     k = kernel.shape[0]
     s, d = stride, dilation
-
-    def unfold(y: Array) -> Array:
-        return y.reshape(*lead, y.shape[2], y.shape[3])
-
     if s == 1:
-        return unfold(_conv_frames(x, kernel, (pad, pad), d))
+        return jax.lax.conv_general_dilated(
+            x, kernel, (1,), [(pad, pad)], rhs_dilation=(d,),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+        )  # fmt: skip
     out_len = (t + 2 * pad - d * (k - 1) - 1) // s + 1
     if out_len < 1:
         raise ValueError(f"temporal convolution: {t} frames give no output (kernel {k}).")
+    dims = ("NWC", "WIO", "NWC")
     if d == 1:
         # Zero taps in front make the left padding whole rows, so the padding is
         # the convolution's own (no padded copy of the activations).
         front = -pad % s
         if t % s:
-            x = jnp.pad(x, ((0, 0), (0, 0), (0, s - t % s), (0, 0)))
-        rows = x.shape[2] // s
+            x = jnp.pad(x, ((0, 0), (0, s - t % s), (0, 0)))
+        rows = x.shape[1] // s
         left_rows = (pad + front) // s
         taps = -(-(k + front) // s)
         grouped = jnp.pad(kernel, ((front, taps * s - k - front), (0, 0), (0, 0)))
         grouped = grouped.reshape(taps, s * c, kernel.shape[-1])
         right_rows = max(0, out_len + taps - 1 - left_rows - rows)
-        y = _conv_frames(x.reshape(n, h, rows, s * c), grouped, (left_rows, right_rows))
-        return unfold(y[:, :, :out_len])
+        y = jax.lax.conv_general_dilated(
+            x.reshape(n, rows, s * c), grouped, (1,), [(left_rows, right_rows)],
+            dimension_numbers=dims,
+        )  # fmt: skip
+        return y[:, :out_len]
     padded_len = -(-(t + 2 * pad) // s) * s
-    x = jnp.pad(x, ((0, 0), (0, 0), (pad, padded_len - t - pad), (0, 0)))
+    x = jnp.pad(x, ((0, 0), (pad, padded_len - t - pad), (0, 0)))
     rows = padded_len // s
-    phases = x.reshape(n, h, rows, s, c)
+    phases = x.reshape(n, rows, s, c)
     step = d // math.gcd(d, s)  # taps of one phase are this many rows apart
     y = None
     for r in range(s):
@@ -273,22 +257,22 @@ def strided_conv1d(x: Array, kernel: Array, stride: int, dilation: int, pad: int
         if not taps:
             continue
         first = (taps[0] * d) // s
-        part = _conv_frames(
-            phases[:, :, first:, r], kernel[taps[0] :: s // math.gcd(d, s)], (0, 0), step
-        )[:, :, :out_len]
+        part = jax.lax.conv_general_dilated(
+            phases[:, first:, r], kernel[taps[0] :: s // math.gcd(d, s)], (1,), "VALID",
+            rhs_dilation=(step,), dimension_numbers=dims,
+        )[:, :out_len]  # fmt: skip
         y = part if y is None else y + part
-    return unfold(y)
+    return y
 
 
 class TemporalConv(nn.Module):
     """``Conv2d(C, features, (k, 1), stride=(s, 1), padding=(p, 0), dilation=(d, 1))``.
 
     Input ``(B, V, T, C)``, output ``(B, V, T', features)`` with PyTorch's
-    ``T' = floor((T + 2p - d(k-1) - 1) / s) + 1``. The convolution runs over
-    frames with a ``(1, k)`` window on the joints-major layout as it is
-    (``strided_conv1d``); a one-frame kernel is a strided slice and a matmul.
-    This is the one place that decides how temporal convolution is computed,
-    so it can be swapped for a faster formulation.
+    ``T' = floor((T + 2p - d(k-1) - 1) / s) + 1``. Joints fold into the batch
+    and the convolution runs 1-D over frames; a one-frame kernel is a strided
+    slice and a matmul. This is the one place that decides how temporal
+    convolution is computed, so it can be swapped for a faster formulation.
 
     Attributes:
       features: output channels.
@@ -313,7 +297,7 @@ class TemporalConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        c = x.shape[-1]
+        b, v, t, c = x.shape
         k, s, d = self.kernel_size, self.stride, self.dilation
         pad = d * (k - 1) // 2 if self.padding is None else self.padding
         kernel = self.param("kernel", self.kernel_init, (k, c, self.features), self.param_dtype)
@@ -322,7 +306,8 @@ class TemporalConv(nn.Module):
         if k == 1 and pad == 0:
             y = rows_matmul(x[:, :, ::s], kernel[0])
         else:
-            y = strided_conv1d(x, kernel, s, d, pad)
+            y = strided_conv1d(x.reshape(b * v, t, c), kernel, s, d, pad)
+            y = y.reshape(b, v, y.shape[1], self.features)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(
                 dtype

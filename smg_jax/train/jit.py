@@ -47,11 +47,8 @@ def _fusions(*kinds: str) -> dict[str, str]:
     }
 
 
-# No YNNPACK convolutions: our temporal convolutions are 2-D with a (1, k)
-# window (``blocks.strided_conv1d``), which XLA's Eigen convolution ran at
-# twice YNNPACK's speed for forward + backward.
-CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE")
-CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE")
+CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_CONVOLUTION")
+CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE", "INDIVIDUAL_CONVOLUTION")
 
 
 def _switched_on(variable: str, default: str) -> bool:
