@@ -565,8 +565,10 @@ class AdaptiveGraphConv(nn.Module):
         )(x)
         return y.reshape(*y.shape[:-1], k, inter)
 
-    def _st_embedding(self, x: Array, k: int, name: str) -> Array:
+    def _st_embedding(self, x: Array, k: int, name: str) -> list[Array]:
         # conv_ST1x[j] has 1 frame for even j, ``temporal_kernel_size`` for odd j.
+        # One (B, V, T, inter) array per subset, left unstacked: each subset's
+        # scores are then a product of contiguous operands.
         inter = self.features // self.coff_embedding
         sizes = [1 if j % 2 == 0 else self.temporal_kernel_size for j in range(2 * k)]
         outs = []
@@ -587,7 +589,7 @@ class AdaptiveGraphConv(nn.Module):
                 ParamsOnlyConv(
                     x.shape[-1], inter, size, init, param_dtype=self.param_dtype, name=f"{name}_{j}"
                 )()
-        return jnp.stack(outs, axis=-2)
+        return outs
 
     @nn.compact
     def __call__(self, x: Array, base: Array, train: bool) -> Array:
@@ -619,7 +621,12 @@ class AdaptiveGraphConv(nn.Module):
         }
         for branch in self.branches:
             theta, phi = pairs[branch]()
-            scores = jnp.einsum("bvtki,bwtki->bkvw", theta, phi).astype(jnp.float32)
+            if isinstance(theta, list):
+                pairs_k = zip(theta, phi, strict=True)
+                per_subset = [jnp.einsum("bvti,bwti->bvw", a, b) for a, b in pairs_k]
+                scores = jnp.stack(per_subset, axis=1).astype(jnp.float32)
+            else:
+                scores = jnp.einsum("bvtki,bwtki->bkvw", theta, phi).astype(jnp.float32)
             adjacency = adjacency + jax.nn.softmax(scores / (inter * t), axis=2)
 
         dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
