@@ -187,3 +187,32 @@ def test_rows_matmul_is_the_plain_product_with_the_same_gradients():
     plain = jax.vjp(jnp.matmul, x, kernel)[1](cotangent)
     for got, want in zip(ours, plain, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "dilation", "pad"), [(9, 1, 4), (5, 2, 4), (3, 1, 0), (5, 3, 2)]
+)
+def test_conv_frames_and_its_split_gradient_match_xlas_convolution(kernel, dilation, pad):
+    # Forward and input gradient 1-D over B V sequences, kernel gradient 2-D.
+    x = jnp.asarray(rand(2, 3, 11, 4))
+    w = jnp.asarray(rand(kernel, 4, 5, seed=1))
+
+    def plain(x, w):
+        y = jax.lax.conv_general_dilated(
+            x.reshape(6, 11, 4), w, (1,), [(pad, pad)], rhs_dilation=(dilation,),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+        )  # fmt: skip
+        return y.reshape(2, 3, -1, 5)
+
+    def ours(x, w):
+        return blocks.conv_frames(x, w, pad, dilation)
+
+    expected = plain(x, w)
+    np.testing.assert_allclose(ours(x, w), expected, rtol=1e-5, atol=1e-5)
+    cotangent = jnp.asarray(rand(*expected.shape, seed=2))
+    grads = [
+        jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(f(x, w) * cotangent), argnums=(0, 1)))(x, w)
+        for f in (plain, ours)
+    ]
+    for mine, xlas in zip(grads[1], grads[0], strict=True):
+        np.testing.assert_allclose(mine, xlas, rtol=1e-5, atol=1e-5)

@@ -26,6 +26,7 @@ PyTorch conventions kept on purpose
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -201,6 +202,54 @@ class Dropout(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _conv1d(x: Array, kernel: Array, pad: int, dilation: int) -> Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1,), [(pad, pad)], rhs_dilation=(dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+    )  # fmt: skip
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_frames(x: Array, kernel: Array, pad: int, dilation: int) -> Array:
+    """Stride-1 convolution over frames: ``(B, V, T, C), (k, C, O) -> (B, V, T', O)``.
+
+    Forward and input gradient run as a 1-D convolution over the ``B V``
+    sequences; the kernel gradient as a 2-D one with a ``(1, k)`` window over
+    ``(B, V, T, C)`` as it is, which XLA:CPU's Eigen convolution ran 10-28 %
+    faster at 60 frames (64 -> 64 channels: 11.8 -> 10.0 ms; 64 -> 16: 10.9
+    -> 7.9 ms; 2 cores), while its forward in that form was slower in the
+    models (ST-GCN inference -7 %).
+    """
+    b, v, t, c = x.shape
+    y = _conv1d(x.reshape(b * v, t, c), kernel, pad, dilation)
+    return y.reshape(b, v, y.shape[1], kernel.shape[-1])
+
+
+def _conv_frames_fwd(x: Array, kernel: Array, pad: int, dilation: int):
+    return conv_frames(x, kernel, pad, dilation), (x, kernel)
+
+
+def _conv_frames_bwd(pad: int, dilation: int, residuals: tuple[Array, Array], grad: Array):
+    x, kernel = residuals
+    b, v, t, c = x.shape
+
+    def over_sequences(x: Array) -> Array:
+        return _conv1d(x.reshape(b * v, t, c), kernel, pad, dilation)
+
+    def over_layout(kernel: Array) -> Array:
+        return jax.lax.conv_general_dilated(
+            x, kernel[None], (1, 1), [(0, 0), (pad, pad)], rhs_dilation=(1, dilation),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )  # fmt: skip
+
+    (dx,) = jax.vjp(over_sequences, x)[1](grad.reshape(b * v, -1, grad.shape[-1]))
+    (dkernel,) = jax.vjp(over_layout, kernel)[1](grad)
+    return dx, dkernel
+
+
+conv_frames.defvjp(_conv_frames_fwd, _conv_frames_bwd)
+
+
 def strided_conv1d(x: Array, kernel: Array, stride: int, dilation: int, pad: int) -> Array:
     """PyTorch's ``Conv1d`` (no bias) over frames: ``(N, T, C), (k, C, O) -> (N, T', O)``.
 
@@ -305,6 +354,8 @@ class TemporalConv(nn.Module):
         x, kernel = x.astype(dtype), kernel.astype(dtype)
         if k == 1 and pad == 0:
             y = rows_matmul(x[:, :, ::s], kernel[0])
+        elif s == 1:
+            y = conv_frames(x, kernel, pad, d)
         else:
             y = strided_conv1d(x.reshape(b * v, t, c), kernel, s, d, pad)
             y = y.reshape(b, v, y.shape[1], self.features)

@@ -1,9 +1,10 @@
 """``jax.jit`` with the XLA options that make our training and evaluation steps fast.
 
-On the CPU backend, XLA hands dots, convolutions and (with these options)
-elementwise and reduction fusions to its YNNPACK library, which runs them
-multi-threaded. Measured on 2 cores (batch 16, 60 frames, ST-GCN): 1.5x the
-training clips/s of XLA's default fusions; golden parity is unchanged.
+On the CPU backend, XLA hands dots and (with these options) elementwise and
+reduction fusions to its YNNPACK library, which runs them multi-threaded;
+convolutions stay in XLA's Eigen convolution. Measured on 2 cores (batch
+16, 60 frames, ST-GCN): 1.5x the training clips/s of XLA's default
+fusions; golden parity is unchanged.
 Inference uses them too (5-15 % more clips/s for ST-GCN, 2s-AGCN and
 CTR-GCN) except for models that set ``cpu_inference_elementwise_fusions =
 False``: Shift-GCN, whose gathered shifts ran at half speed inside them.
@@ -47,8 +48,11 @@ def _fusions(*kinds: str) -> dict[str, str]:
     }
 
 
-CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE", "INDIVIDUAL_CONVOLUTION")
-CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE", "INDIVIDUAL_CONVOLUTION")
+# No YNNPACK convolutions: it takes none of our 1-D temporal convolutions,
+# and the 2-D weight gradients of ``blocks.conv_frames`` run twice as fast in
+# Eigen.
+CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE")
+CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE")
 
 
 def _switched_on(variable: str, default: str) -> bool:
