@@ -54,6 +54,87 @@ def test_batch_norm_axis_name_averages_statistics_across_replicas():
         )
 
 
+def _reference_batch_norm(x, scale, bias, axis_name=None):
+    """The textbook formula, differentiated by JAX: what ``batch_norm_train`` must equal."""
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes)
+    if axis_name:
+        mean = jax.lax.pmean(mean, axis_name)
+    var = jnp.square(x - mean).mean(axes)
+    if axis_name:
+        var = jax.lax.pmean(var, axis_name)
+    return (x - mean) / jnp.sqrt(var + 1e-5) * scale + bias, mean, var
+
+
+def _batch_norm_loss(norm, weights):
+    # Every output gets a cotangent, the statistics too (the model's loss never
+    # reads them, but the gradient must stay right if one does).
+    def loss(x, scale, bias):
+        y, mean, var = norm(x, scale, bias)
+        return (y * weights[0]).sum() + (mean * weights[1]).sum() + (var * weights[2]).sum()
+
+    return loss
+
+
+def test_batch_norm_train_gradient_matches_autodiff_of_the_formula():
+    x = rand(4, 5, 6, 3, seed=2) * 3 + 2
+    scale, bias = rand(3, seed=3), rand(3, seed=4)
+    weights = (rand(4, 5, 6, 3, seed=5), rand(3, seed=6), rand(3, seed=7))
+    ours = jax.jit(lambda x, s, b: blocks.batch_norm_train(x, s, b, 1e-5, None))
+    for got, want in zip(ours(x, scale, bias), _reference_batch_norm(x, scale, bias), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    grads = jax.grad(_batch_norm_loss(ours, weights), (0, 1, 2))(x, scale, bias)
+    expected = jax.grad(_batch_norm_loss(_reference_batch_norm, weights), (0, 1, 2))(x, scale, bias)
+    for got, want in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_train_gradient_across_replicas_matches_one_device():
+    # As under pmap: each replica takes its gradient inside the mapped axis.
+    x = rand(4, 3, 7, 4, seed=8) * 2 - 1
+    scale, bias = rand(4, seed=9), rand(4, seed=10)
+    weights = rand(4, 3, 7, 4, seed=11)
+
+    def loss(axis_name):
+        def value(x, scale, bias):
+            y, _, _ = blocks.batch_norm_train(x, scale, bias, 1e-5, axis_name)
+            return (y * weights).sum()
+
+        return value
+
+    def per_replica(shard, w):
+        def value(shard, scale, bias):
+            y, _, _ = blocks.batch_norm_train(shard, scale, bias, 1e-5, "replicas")
+            return (y * w).sum()
+
+        dx, dscale, dbias = jax.grad(value, (0, 1, 2))(shard, scale, bias)
+        return dx, jax.lax.psum(dscale, "replicas"), jax.lax.psum(dbias, "replicas")
+
+    dx, dscale, dbias = jax.vmap(per_replica, axis_name="replicas")(
+        x.reshape(2, 2, 3, 7, 4), weights.reshape(2, 2, 3, 7, 4)
+    )
+    expected = jax.grad(loss(None), (0, 1, 2))(x, scale, bias)
+    np.testing.assert_allclose(dx.reshape(x.shape), expected[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dscale[0], expected[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dbias[0], expected[2], rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_in_bfloat16_keeps_float32_statistics_and_gradients():
+    x = rand(4, 5, 6, 3, seed=14) * 2 + 1
+    bn = blocks.BatchNorm(dtype=jnp.bfloat16)
+    variables = bn.init(jax.random.key(0), x, train=False)
+
+    def loss(params, x):
+        y, _ = bn.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        assert y.dtype == jnp.bfloat16
+        return (y.astype(jnp.float32) * np.arange(3)).sum()
+
+    grads = jax.grad(loss)(variables["params"], x.astype(jnp.bfloat16))
+    assert grads["scale"].dtype == jnp.float32
+    expected = jax.grad(loss)(variables["params"], x)
+    np.testing.assert_allclose(grads["bias"], expected["bias"], rtol=1e-2)
+
+
 @pytest.mark.parametrize(
     ("frames", "kernel", "stride", "dilation"),
     list(itertools.product((7, 8, 15), (1, 5, 9), (1, 2, 3), (1, 2))),

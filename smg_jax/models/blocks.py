@@ -100,8 +100,94 @@ def conv_output_length(length: int, kernel: int, stride: int = 1, pad: int = 0, 
 # ---------------------------------------------------------------------------
 
 
+def _feature_statistics(x: Array, axis_name: str | None) -> tuple[Array, Array]:
+    """Mean and biased variance of ``x (..., C)`` over all axes but the last, across replicas."""
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes)
+    if axis_name is not None:
+        mean = jax.lax.pmean(mean, axis_name)
+    var = jnp.square(x - mean).mean(axes)
+    if axis_name is not None:
+        var = jax.lax.pmean(var, axis_name)
+    return mean, var
+
+
+def _global_count(x: Array, axis_name: str | None) -> Any:
+    count = math.prod(x.shape[:-1])
+    return count if axis_name is None else count * jax.lax.psum(1, axis_name)
+
+
+def batch_norm_train(
+    x: Array, scale: Array, bias: Array, epsilon: float, axis_name: str | None = None
+) -> tuple[Array, Array, Array]:
+    """Training-mode BatchNorm of float32 ``x (..., C)``: ``(y, mean, var)``, all float32.
+
+    ``y = x a + (bias - mean a)`` with ``a = scale / sqrt(var + epsilon)``,
+    PyTorch's CPU formula; ``mean`` and the biased ``var`` are per channel
+    ``(C,)``, over every axis but the last and, with ``axis_name``, over the
+    replicas too.
+
+    Without ``axis_name`` the gradient is written out (``_local_batch_norm``):
+    two reductions, then one pass ``dx = g a + x c1 + c0`` with per-channel
+    ``c1``, ``c0``. The one autodiff derives from the statistics took more
+    passes over the activations: 2.5 against 3.1 ms for forward + backward of
+    a ``(16, 25, 60, 64)`` BatchNorm + ReLU on 2 CPU cores (PyTorch: 2.6).
+    Across replicas autodiff differentiates the same formula, so that the
+    cross-replica sums stay JAX's own (a custom gradient's collectives would
+    need the mapped axis bound wherever the gradient is taken).
+    """
+    if axis_name is None:
+        return _local_batch_norm(x, scale, bias, epsilon)
+    return _batch_norm_forward(x, scale, bias, epsilon, axis_name)[0]
+
+
+def _batch_norm_forward(x: Array, scale: Array, bias: Array, epsilon: float, axis_name: str | None):
+    mean, var = _feature_statistics(x, axis_name)
+    inv_std = jax.lax.rsqrt(var + epsilon)
+    multiplier = scale * inv_std
+    y = x * multiplier + (bias - mean * multiplier)
+    return (y, mean, var), (x, mean, inv_std, scale)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _local_batch_norm(
+    x: Array, scale: Array, bias: Array, epsilon: float
+) -> tuple[Array, Array, Array]:
+    return _batch_norm_forward(x, scale, bias, epsilon, None)[0]
+
+
+def _local_batch_norm_fwd(x: Array, scale: Array, bias: Array, epsilon: float):
+    return _batch_norm_forward(x, scale, bias, epsilon, None)
+
+
+def _local_batch_norm_bwd(
+    epsilon: float, residuals: tuple[Array, ...], cotangents
+) -> tuple[Array, Array, Array]:
+    del epsilon
+    x, mean, inv_std, scale = residuals
+    grad, grad_mean, grad_var = cotangents
+    axes = tuple(range(x.ndim - 1))
+    count = math.prod(x.shape[:-1])
+    sum_grad = grad.sum(axes)
+    sum_grad_centred = (grad * (x - mean)).sum(axes)
+    multiplier = scale * inv_std
+    # dx = a g - a (sum g + (x - mean) inv_std^2 sum g (x - mean)) / n
+    #      + (grad_mean + 2 grad_var (x - mean)) / n
+    slope = (2.0 * grad_var - multiplier * inv_std * inv_std * sum_grad_centred) / count
+    offset = (grad_mean - multiplier * sum_grad) / count - mean * slope
+    dx = grad * multiplier + x * slope + offset
+    return dx, sum_grad_centred * inv_std, sum_grad
+
+
+_local_batch_norm.defvjp(_local_batch_norm_fwd, _local_batch_norm_bwd)
+
+
 class BatchNorm(nn.Module):
     """``torch.nn.BatchNorm{1,2}d`` over the last axis, statistics over all others.
+
+    Training mode runs ``batch_norm_train`` (float32 statistics; a hand-written
+    gradient within one replica); evaluation normalises with the running
+    averages.
 
     Attributes:
       momentum: Flax convention, the weight of the old running average
@@ -131,26 +217,19 @@ class BatchNorm(nn.Module):
         running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
 
         xf = x.astype(jnp.float32)
+        scale, bias = scale.astype(jnp.float32), bias.astype(jnp.float32)
         if train:
-            axes = tuple(range(x.ndim - 1))
-            mean = xf.mean(axes)
-            if self.axis_name is not None:
-                mean = jax.lax.pmean(mean, self.axis_name)
-            var = jnp.square(xf - mean).mean(axes)
-            count = math.prod(x.shape[:-1])
-            if self.axis_name is not None:
-                var = jax.lax.pmean(var, self.axis_name)
-                count = count * jax.lax.psum(1, self.axis_name)
+            y, mean, var = batch_norm_train(xf, scale, bias, self.epsilon, self.axis_name)
             if not self.is_initializing():
+                count = _global_count(x, self.axis_name)
                 # PyTorch keeps the unbiased variance in its running average.
-                unbiased = var * (count / max(count - 1, 1))
+                unbiased = var * (count / jnp.maximum(count - 1, 1))
                 keep = self.momentum
                 running_mean.value = keep * running_mean.value + (1 - keep) * mean
                 running_var.value = keep * running_var.value + (1 - keep) * unbiased
         else:
-            mean, var = running_mean.value, running_var.value
-        multiplier = scale.astype(jnp.float32) * jax.lax.rsqrt(var + self.epsilon)
-        y = (xf - mean) * multiplier + bias.astype(jnp.float32)
+            multiplier = scale * jax.lax.rsqrt(running_var.value + self.epsilon)
+            y = (xf - running_mean.value) * multiplier + bias
         return y.astype(self.dtype or x.dtype)
 
 
