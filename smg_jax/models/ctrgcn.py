@@ -123,19 +123,23 @@ class CTRGraphConv(nn.Module):
         )
         bias4 = self.param("conv4_bias", blocks.zeros, (k, o), self.param_dtype)
         rows = x.reshape(b * v * t, c).astype(dtype)
+        # The kernels enter as (O, C) and (O, R) copies behind a barrier, so that
+        # each product has its weights in matmul order; XLA would otherwise fold
+        # the transpose back, and XLA:CPU ran the transposed-weight product in
+        # Eigen at a quarter of the speed (128 -> 256 channels, 12000 rows: 10.5
+        # against 2.7 ms forward, 7.4 against 6.1 ms forward + backward, 2 cores).
+        kernel3_t, kernel4_t = jax.lax.optimization_barrier(
+            (kernel3[0].T.astype(dtype), jnp.swapaxes(kernel4, 1, 2).astype(dtype))
+        )
         y = None
         for i in range(k):
             window = slice(i * o, (i + 1) * o)
-            # (C, O)^T x (B V T, C) -> (O, B, V, T)
-            x3 = jax.lax.dot_general(
-                kernel3[0, :, window].astype(dtype), rows, (((0,), (1,)), ((), ()))
-            )
+            # (O, C) x (B V T, C) -> (O, B, V, T)
+            x3 = jax.lax.dot_general(kernel3_t[window], rows, (((1,), (1,)), ((), ())))
             x3 = (x3 + bias3[window].astype(dtype)[:, None]).reshape(o, b, v, t)
-            # (R, O) x (B, U, V, R) -> (O, B, U, V)
+            # (O, R) x (B, U, V, R) -> (O, B, U, V)
             refined = jax.lax.dot_general(
-                kernel4[i].astype(dtype),
-                relation[:, :, :, i].astype(dtype),
-                (((0,), (3,)), ((), ())),
+                kernel4_t[i], relation[:, :, :, i].astype(dtype), (((1,), (3,)), ((), ()))
             )
             refined = (refined + bias4[i].astype(dtype)[:, None, None, None]) * alpha.astype(
                 dtype
