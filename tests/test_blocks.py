@@ -135,6 +135,29 @@ def test_batch_norm_in_bfloat16_keeps_float32_statistics_and_gradients():
     np.testing.assert_allclose(grads["bias"], expected["bias"], rtol=1e-2)
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per-clip"])
+def test_aggregate_joints_and_its_gradient_match_einsum(shared):
+    features = rand(3, 5, 7, seed=20)
+    adjacency = rand(*((5, 4) if shared else (3, 5, 4)), seed=21)
+    weights = rand(3, 4, 7, seed=22)
+    spec = "vw,bvf->bwf" if shared else "bvw,bvf->bwf"
+
+    def loss(aggregate):
+        return lambda a, x: (aggregate(a, x) * weights).sum()
+
+    np.testing.assert_allclose(
+        jax.jit(blocks.aggregate_joints)(adjacency, features),
+        np.einsum(spec, adjacency, features),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    grads = jax.grad(loss(blocks.aggregate_joints), (0, 1))(adjacency, features)
+    expected = jax.grad(loss(lambda a, x: jnp.einsum(spec, a, x)), (0, 1))(adjacency, features)
+    for got, want in zip(grads, expected, strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("frames", "kernel", "stride", "dilation"),
     list(itertools.product((7, 8, 15), (1, 5, 9), (1, 2, 3), (1, 2))),
