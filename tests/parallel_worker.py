@@ -261,6 +261,9 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
             "history": results["history"],
             "best_test_epoch": results["best_test_epoch"],
         }
+    from smg_jax.train import jit
+
+    out["process_wide_options"] = jit.process_wide_options()
     out["process_index"] = jax.process_index()
     out["process_count"] = jax.process_count()
     out["device_count"] = jax.device_count()

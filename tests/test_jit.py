@@ -1,5 +1,10 @@
 """``smg_jax.train.jit``: the CPU library fusions, GPU without Triton GEMM, switches, fallback."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +121,63 @@ def test_pmap_without_options_is_plain_pmap(monkeypatch):
     monkeypatch.setenv(jit.ENV_SWITCH, "0")
     if jax.default_backend() == "cpu":
         assert not isinstance(jit.pmap(lambda x: x), jit._PmapWithOptions)
+
+
+def test_xla_flags_are_written_as_xla_reads_them():
+    flags = jit.xla_flags({"xla_a": True, "xla_b": "X,Y", "xla_c": 3, "xla_d": False})
+    assert flags == "--xla_a=true --xla_b=X,Y --xla_c=3 --xla_d=false"
+
+
+def test_flags_are_tried_in_a_child_process_first():
+    accepted, _ = jit._flags_accepted(jit.xla_flags({**jit.CPU_OPTIONS, **jit.GPU_OPTIONS}))
+    assert accepted
+    accepted, why = jit._flags_accepted("--xla_smg_no_such_flag=1")
+    assert not accepted
+    assert why  # the child's last stderr line, for the warning
+
+
+def test_process_wide_options_wait_for_no_backend(monkeypatch):
+    jax.devices()  # this process's backend is running: XLA_FLAGS is read already
+    monkeypatch.setenv("XLA_FLAGS", "--xla_smg_untouched=1")
+    assert jit.set_process_wide_options() == {}
+    assert os.environ["XLA_FLAGS"] == "--xla_smg_untouched=1"
+    assert jit.process_wide_options() == {}
+
+
+# A fresh process (no backend yet): the options set process-wide, or not, or
+# refused; then whether a plain jax.pmap (what a multi-host pmap is) of a ReLU
+# got XLA:CPU's elementwise library fusion, which only our options turn on.
+_CHILD = """
+import os, sys
+import jax, jax.numpy as jnp
+from smg_jax.train import jit
+if sys.argv[1] == "refused":
+    jit.CPU_OPTIONS = {"xla_cpu_smg_no_such_flag": True}
+if sys.argv[1] != "unset":
+    print("SET", sorted(jit.set_process_wide_options()))
+print("FLAGS", os.environ.get("XLA_FLAGS", ""))
+text = jax.pmap(lambda x: jnp.maximum(x, 0.0)).lower(jnp.ones((1, 256, 1024))).compile().as_text()
+print("FUSED", "ynn_fusion" in text[text.index("ENTRY"):])
+"""
+
+
+@pytest.mark.parametrize("mode", ["set", "unset", "refused"])
+def test_process_wide_options_reach_a_plain_pmap(mode):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", jit.ENV_SWITCH)}
+    env["JAX_PLATFORMS"] = "cpu"
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode], env=env, cwd=root, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    if mode == "set":
+        assert lines["SET"] == str(sorted({**jit.CPU_OPTIONS, **jit.GPU_OPTIONS}))
+        assert jit.xla_flags(jit.CPU_OPTIONS) in lines["FLAGS"]
+    elif mode == "refused":
+        assert lines["SET"] == "[]"
+        assert "refused by this jaxlib" in done.stderr
+    else:
+        assert lines["FLAGS"] == ""
+    assert lines["FUSED"] == str(mode == "set")

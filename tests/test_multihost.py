@@ -98,6 +98,12 @@ def test_two_hosts_match_one_host(smg_tiny, tmp_path):
     )
 
     assert [(h["process_index"], h["process_count"]) for h in hosts] == [(0, 2), (1, 2)]
+    # Both hosts compiled their pmap steps with the XLA options, through XLA_FLAGS.
+    from smg_jax.train import jit
+
+    expected = {**jit.CPU_OPTIONS, **jit.GPU_OPTIONS}
+    assert all(h["process_wide_options"] == expected for h in hosts)
+    assert one_host["process_wide_options"] == {}  # one host: per-call options
     assert all(h["device_count"] == 4 for h in hosts) and one_host["device_count"] == 4
     reference = one_host["runs"]["reference"]
     ref_logits = np.load(tmp_path / "reference" / "test_logits.npz")["logits"]

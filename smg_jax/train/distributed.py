@@ -14,6 +14,8 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
+from smg_jax.train import jit
+
 FIELDS = ("coordinator_address", "num_processes", "process_id")
 
 
@@ -27,6 +29,9 @@ def initialize(config: ml_collections.ConfigDict) -> bool:
     if settings is None or not settings.enabled:
         return jax.distributed.is_initialized()
     if not jax.distributed.is_initialized():
+        # A multi-host pmap takes no per-call compiler options: give them to XLA
+        # process-wide while no backend is running yet.
+        jit.set_process_wide_options()
         given = {name: settings[name] for name in FIELDS if settings[name] is not None}
         jax.distributed.initialize(**given)
     return True

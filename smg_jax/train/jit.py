@@ -27,6 +27,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +108,87 @@ def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return treedef, shapes
 
 
+# Options that ``set_process_wide_options`` put into ``XLA_FLAGS`` in this process.
+_PROCESS_WIDE: dict[str, Any] = {}
+
+
+def xla_flags(options: dict[str, Any]) -> str:
+    """``options`` as ``XLA_FLAGS`` takes them: ``--name=value``, booleans lower-case."""
+
+    def text(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return " ".join(f"--{name}={text(value)}" for name, value in options.items())
+
+
+def _flags_accepted(flags: str, timeout_s: float = 300.0) -> tuple[bool, str]:
+    """Whether a fresh CPU-only JAX process starts and compiles under ``XLA_FLAGS=flags``.
+
+    XLA aborts a process whose ``XLA_FLAGS`` names a flag it does not know, so
+    the flags are tried in a child process first. Returns (accepted, the
+    child's last stderr line).
+    """
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    probe = "import jax; jax.jit(lambda x: x + 1).lower(1.0).compile()"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+            timeout=timeout_s,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False, f"no answer in {timeout_s:.0f} s"
+    lines = done.stderr.strip().splitlines()
+    return done.returncode == 0, lines[-1] if lines else ""
+
+
+def process_wide_options() -> dict[str, Any]:
+    """The options ``set_process_wide_options`` put into ``XLA_FLAGS`` (empty if none)."""
+    return dict(_PROCESS_WIDE)
+
+
+def set_process_wide_options() -> dict[str, Any]:
+    """Puts the CPU and GPU options into ``XLA_FLAGS``, for programs that take no per-call options.
+
+    A multi-host ``pmap`` is one (see ``pmap``). Must run before JAX starts a
+    backend (``distributed.initialize`` calls it before
+    ``jax.distributed.initialize``); afterwards ``XLA_FLAGS`` is no longer
+    read, and this logs so and returns ``{}``. The backend is not known yet,
+    so both the CPU options and the GPU one are set; each backend reads only
+    its own. The environment switches apply, a flag already in ``XLA_FLAGS``
+    is left as the user set it, and flags this jaxlib refuses (tried in a
+    child process: XLA aborts on an unknown flag) are not set, with a warning.
+    Returns the options set.
+    """
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        log.info("A JAX backend is running already; XLA_FLAGS left unchanged.")
+        return {}
+    options: dict[str, Any] = {}
+    if _switched_on(ENV_SWITCH, "1"):
+        options.update(CPU_OPTIONS)
+    if not _switched_on(GPU_TRITON_GEMM_SWITCH, "0"):
+        options.update(GPU_OPTIONS)
+    existing = os.environ.get("XLA_FLAGS", "")
+    options = {
+        name: value for name, value in options.items()
+        if name not in _PROCESS_WIDE and f"--{name}=" not in existing
+    }  # fmt: skip
+    if not options:
+        return {}
+    flags = f"{existing} {xla_flags(options)}".strip()
+    accepted, why = _flags_accepted(flags)
+    if not accepted:
+        log.warning(
+            "XLA_FLAGS %r refused by this jaxlib (%s); multi-host pmap compiles with XLA's "
+            "defaults.", flags, why,
+        )  # fmt: skip
+        return {}
+    os.environ["XLA_FLAGS"] = flags
+    _PROCESS_WIDE.update(options)
+    return options
+
+
 class _PmapWithOptions:
     """``jax.pmap(fun, **kwargs)`` whose programs are compiled with XLA ``options``.
 
@@ -149,7 +232,8 @@ class _LoweredWithOptions:
 def _warn_multihost_pmap(options: tuple[str, ...]) -> None:
     log.warning(
         "pmap over %d processes compiles without the XLA options %s (an AOT-compiled pmap "
-        "takes global arrays); use train.parallel='mesh' to keep them.",
+        "takes global arrays, and XLA_FLAGS did not carry them: see "
+        "jit.set_process_wide_options); use train.parallel='mesh' to keep them.",
         jax.process_count(),
         ", ".join(options),
     )
@@ -166,12 +250,16 @@ def pmap(
 
     With several processes (multi-host) this is plain ``jax.pmap``: an
     ahead-of-time compiled pmap program expects the global arrays, while each
-    host passes its own, so the options cannot be given there; a warning says
-    so once (``train.parallel='mesh'`` gets them on every host).
+    host passes its own, so the options cannot be given per call. They come
+    from ``XLA_FLAGS`` instead, which ``set_process_wide_options`` fills
+    before the backend starts (``distributed.initialize`` does); an option
+    missing there gets a warning, once.
     """
     options = compiler_options(inference=inference, model=model)
     if options and jax.process_count() > 1:
-        _warn_multihost_pmap(tuple(options))
+        missing = tuple(name for name, value in options.items() if _PROCESS_WIDE.get(name) != value)
+        if missing:
+            _warn_multihost_pmap(missing)
         options = {}
     if not options:
         return jax.pmap(fun, **kwargs)
