@@ -186,6 +186,7 @@ def set_process_wide_options() -> dict[str, Any]:
         return {}
     os.environ["XLA_FLAGS"] = flags
     _PROCESS_WIDE.update(options)
+    log.info("XLA_FLAGS for every program of this process: %s", flags)
     return options
 
 
