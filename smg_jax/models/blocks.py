@@ -685,6 +685,18 @@ class GraphConv(nn.Module):
         )
 
 
+def subsets_major(embedding: Array) -> Array:
+    """``(B, V, T, K, C_e) -> (B, K, V, T * C_e)``: each subset's embedding as one row per joint.
+
+    The copy moves whole ``C_e``-channel blocks. Left to the ``einsum`` over
+    ``(t, i)``, XLA:CPU laid the two operands out with the frames innermost
+    and the joints innermost (element-wise transposes), for the forward and
+    again for the gradient.
+    """
+    b, v, t, k, i = embedding.shape
+    return jnp.transpose(embedding, (0, 3, 1, 2, 4)).reshape(b, k, v, t * i)
+
+
 BRANCHES = ("spatial", "temporal", "spatiotemporal")
 
 
@@ -799,7 +811,9 @@ class AdaptiveGraphConv(nn.Module):
                 per_subset = [jnp.einsum("bvti,bwti->bvw", a, b) for a, b in pairs_k]
                 scores = jnp.stack(per_subset, axis=1).astype(jnp.float32)
             else:
-                scores = jnp.einsum("bvtki,bwtki->bkvw", theta, phi).astype(jnp.float32)
+                scores = jnp.einsum(
+                    "bkvf,bkwf->bkvw", subsets_major(theta), subsets_major(phi)
+                ).astype(jnp.float32)
             adjacency = adjacency + jax.nn.softmax(scores / (inter * t), axis=2)
 
         dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
