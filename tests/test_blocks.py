@@ -158,6 +158,20 @@ def test_aggregate_joints_and_its_gradient_match_einsum(shared):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_subsets_major_puts_each_subsets_frames_and_channels_in_one_row():
+    embedding = rand(2, 5, 4, 3, 6, seed=23)  # (B, V, T, K, C_e)
+    rows = np.asarray(blocks.subsets_major(embedding))
+    assert rows.shape == (2, 3, 5, 4 * 6)
+    np.testing.assert_array_equal(rows[1, 2, 3], np.asarray(embedding)[1, 3, :, 2, :].ravel())
+    other = rand(2, 5, 4, 3, 6, seed=24)
+    np.testing.assert_allclose(
+        np.einsum("bkvf,bkwf->bkvw", rows, np.asarray(blocks.subsets_major(other))),
+        np.einsum("bvtki,bwtki->bkvw", embedding, other),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 @pytest.mark.parametrize(
     ("frames", "kernel", "stride", "dilation"),
     list(itertools.product((7, 8, 15), (1, 5, 9), (1, 2, 3), (1, 2))),
