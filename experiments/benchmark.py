@@ -5,8 +5,10 @@
     python -m experiments.benchmark --models stgcn --override dropout=0.0
 
 Measures a jitted SGD (Nesterov, weight decay) train step and a jitted eval
-forward pass on random inputs ``(batch, bodies, frames, 25, 3)``: compile
-seconds, median clips/s over ``--steps`` timed calls after warm-up, the device
+forward pass on random inputs ``(batch, bodies, frames, 25, 3)``: seconds
+to initialise the parameters and optimizer state (``init_s``: mostly the
+compilation of ``model.init``, whose random draws XLA compiles one by one),
+compile seconds, median clips/s over ``--steps`` timed calls after warm-up, the device
 memory XLA planned for one train step and one forward pass
 (``train_step_bytes``, ``infer_step_bytes``), the device allocator's peak for
 the whole process so far where the backend reports one (``peak_memory_bytes``;
@@ -114,8 +116,12 @@ def benchmark(
     schedule = optim.make_schedule(config, steps_per_epoch=1, total_epochs=1)
     tx = optim.make_optimizer(config, schedule)
     shape = (batch, bodies, frames, 25, 3)
+    start = time.perf_counter()
     variables = state_lib.init_variables(model, jax.random.PRNGKey(0), shape)
-    train_state = state_lib.create_train_state(variables, tx, jax.random.PRNGKey(1))
+    train_state = jax.block_until_ready(
+        state_lib.create_train_state(variables, tx, jax.random.PRNGKey(1))
+    )
+    init_seconds = time.perf_counter() - start
     rng = np.random.default_rng(0)
     batch_data = {
         "x": jnp.asarray(rng.normal(size=shape), jnp.float32),
@@ -165,6 +171,7 @@ def benchmark(
         "params": state_lib.count_params(train_state.params),
         "train_clips_per_s": round(batch / statistics.median(train_times), 2),
         "infer_clips_per_s": round(batch / statistics.median(eval_times), 2),
+        "init_s": round(init_seconds, 2),
         "train_compile_s": round(train_compile, 2),
         "infer_compile_s": round(eval_compile, 2),
         "train_step_bytes": _compiled_bytes(compiled_train),

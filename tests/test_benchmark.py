@@ -19,6 +19,7 @@ def test_prints_one_json_row_per_model_batch_and_frame_count(capsys):
     ]
     for row in rows:
         assert row["train_clips_per_s"] > 0 and row["infer_clips_per_s"] > 0
+        assert row["init_s"] > 0 and row["train_compile_s"] > 0
         assert row["overrides"] == {"channels": "(8, 16)", "strides": "(1, 2)"}
         assert row["backend"] == "cpu" and row["peak_memory_bytes"] is None  # CPU reports none
         assert row["host_allocator"] == allocator.in_use()
