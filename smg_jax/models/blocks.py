@@ -825,8 +825,8 @@ class AdaptiveGraphConv(nn.Module):
         pairs = {
             "spatial": lambda: (per_subset("conv_a"), per_subset("conv_b")),
             "temporal": lambda: (per_subset("conv_T1"), per_subset("conv_T2")),
-            # One (B, V, T, inter) array per subset, left unstacked: each
-            # subset's scores are then a product of contiguous operands.
+            # One (B, V, T, inter) array per subset (channel slices of the
+            # shared convolutions' outputs); each subset's scores on their own.
             "spatiotemporal": lambda: tuple(
                 [embeddings[f"{prefix}_{j}"] for j in range(k)]
                 for prefix in ("conv_ST11", "conv_ST12")
