@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -9,6 +10,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+
+from smg_jax.train import random_merge
+
+MERGED_INIT_SWITCH = "SMG_JAX_MERGED_INIT"
 
 
 class TrainState(struct.PyTreeNode):
@@ -28,12 +33,22 @@ class TrainState(struct.PyTreeNode):
 
 
 def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict:
-    """Initialises ``model`` on zeros of ``input_shape`` = ``(N, M, T, V, C)``."""
+    """Initialises ``model`` on zeros of ``input_shape`` = ``(N, M, T, V, C)``.
+
+    Bitwise ``jax.jit(model.init)``, compiled with its random draws merged
+    (:mod:`smg_jax.train.random_merge`): CTR-GCN's init compiles in 3.5 s
+    instead of 13 s on 2 CPU cores. ``SMG_JAX_MERGED_INIT=0`` compiles it
+    plainly.
+    """
     params_rng, dropout_rng = jax.random.split(rng)
     dummy = jnp.zeros(input_shape, jnp.float32)
-    return jax.jit(lambda r, d: model.init({"params": r, "dropout": d}, dummy, train=False))(
-        params_rng, dropout_rng
-    )
+
+    def init(params_key: jax.Array, dropout_key: jax.Array) -> dict:
+        return model.init({"params": params_key, "dropout": dropout_key}, dummy, train=False)
+
+    if os.environ.get(MERGED_INIT_SWITCH, "1") == "0":
+        return jax.jit(init)(params_rng, dropout_rng)
+    return random_merge.call_with_merged_draws(init, params_rng, dropout_rng)
 
 
 def create_train_state(
