@@ -162,18 +162,19 @@ class _Plan:
         values = _Values(dict(zip(self.arg_ids, flat_args, strict=True)))
         _evaluate_levels(self.core, self.arg_ids, values)
 
-        order = [
-            (position, slot, member)
+        # One block per (group, draw slot): its members' draws, which share a
+        # shape, lie side by side in the hash's output and come out stacked.
+        slots = [
+            (position, slot)
             for position, members in enumerate(self.groups)
             if _is_stacked(members)
             for slot in range(len(members[0][1].draws))
-            for member in range(len(members))
         ]
-        draw_ops = [self.producer[self.groups[g][m][1].draws[s]] for g, s, m in order]
-        segments = _merged_draws(values, draw_ops)
-        by_slot: dict[tuple[int, int], list[Any]] = {}
-        for (position, slot, _), segment in zip(order, segments, strict=True):
-            by_slot.setdefault((position, slot), []).append(segment)
+        blocks = [
+            [self.producer[cone.draws[slot]] for _, cone in self.groups[position]]
+            for position, slot in slots
+        ]
+        by_slot = dict(zip(slots, _draw_blocks(values, blocks), strict=True))
 
         plain_values = [values.read(self.outputs[i]) for i in self.plain]
         grouped = []
@@ -182,12 +183,7 @@ class _Plan:
             if not _is_stacked(members):
                 grouped.append(_evaluate_cone(first, []))
                 continue
-            stacked = [
-                jnp.stack(by_slot[(position, slot)])
-                if len(members) > 1
-                else by_slot[(position, slot)][0][None]
-                for slot in range(len(first.draws))
-            ]
+            stacked = [by_slot[(position, slot)] for slot in range(len(first.draws))]
             grouped.append(
                 jax.vmap(lambda *draws, cone=first: _evaluate_cone(cone, draws))(*stacked)
             )
@@ -380,40 +376,47 @@ def _evaluate_levels(ops: list[_Op], arg_ids: list[int], values: _Values) -> Non
             for row, op in enumerate(fold_ins):
                 values.values[op.outputs[0]] = _Row(folded, row)
         draws = [op for op in random_ops if op.name == _BITS]
-        for op, bits in zip(draws, _merged_draws(values, draws), strict=True):
-            values.values[op.outputs[0]] = bits
+        for op, bits in zip(draws, _draw_blocks(values, [[op] for op in draws]), strict=True):
+            values.values[op.outputs[0]] = bits.reshape(bits.shape[1:])
 
 
-def _merged_draws(values: _Values, draw_ops: list[_Op]) -> list[Any]:
-    """``jax.random.bits`` of every draw op, from as few Threefry hashes as bit widths."""
-    results: list[Any] = [None] * len(draw_ops)
-    widths = sorted({op.eqn.params["bit_width"] for op in draw_ops})
-    for width in widths:
-        positions = [i for i, op in enumerate(draw_ops) if op.eqn.params["bit_width"] == width]
-        keys = values.stack([draw_ops[i].inputs[0] for i in positions])
-        shapes = [tuple(draw_ops[i].eqn.params["shape"]) for i in positions]
-        for i, bits in zip(positions, _threefry_bits(keys, shapes, width), strict=True):
-            results[i] = bits
+def _draw_blocks(values: _Values, blocks: list[list[_Op]]) -> list[Any]:
+    """``jax.random.bits`` of each block of draw ops (one shape and bit width per block),
+    stacked: ``(len(block), *shape)``; one Threefry hash per bit width in all."""
+    results: list[Any] = [None] * len(blocks)
+    width_of = [block[0].eqn.params["bit_width"] for block in blocks]
+    for width in sorted(set(width_of)):
+        chosen = [i for i, w in enumerate(width_of) if w == width]
+        ops = [op for i in chosen for op in blocks[i]]
+        sizes = [int(np.prod(op.eqn.params["shape"])) for op in ops]
+        bits = _threefry_bits(values.stack([op.inputs[0] for op in ops]), sizes, width)
+        offset = 0
+        for i in chosen:
+            shape = tuple(blocks[i][0].eqn.params["shape"])
+            size = len(blocks[i]) * int(np.prod(shape))
+            results[i] = bits[offset : offset + size].reshape(len(blocks[i]), *shape)
+            offset += size
     return results
 
 
-def _threefry_bits(keys: Any, shapes: list[tuple[int, ...]], width: int) -> list[Any]:
-    """``jax.random.bits(keys[j], shapes[j])`` for every ``j``, as one Threefry hash.
+def _threefry_bits(keys: Any, sizes: list[int], width: int) -> Any:
+    """``jax.random.bits(keys[j], (sizes[j],))`` for every ``j``, concatenated, as one hash.
 
     Partitionable Threefry gives element ``i`` (flat index) of a draw the
     hash of its key and the counter ``(i >> 32, i & 0xFFFFFFFF)``, reduced to
-    ``width`` bits from ``out1 ^ out2``.
+    ``width`` bits from ``out1 ^ out2``; a draw of any shape is its flat draw
+    reshaped.
     """
-    sizes = np.asarray([int(np.prod(shape)) for shape in shapes], np.int64)
-    total = int(sizes.sum())
-    if sizes.max(initial=0) >= 2**32 or total >= 2**31:
+    sizes_array = np.asarray(sizes, np.int64)
+    total = int(sizes_array.sum())
+    if sizes_array.max(initial=0) >= 2**32 or total >= 2**31:
         raise ValueError(
             f"random draws of {total} elements in all are past what one merged hash indexes; "
             "call the function under jax.jit instead"
         )
     words = jax.random.key_data(keys)  # (draws, 2) uint32
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
+    ends = np.cumsum(sizes_array)
+    starts = ends - sizes_array
     # Which draw each element belongs to, computed on the device: a constant
     # of ``total`` indices would be megabytes of program.
     element = jax.lax.iota(jnp.int32, total)
@@ -423,12 +426,7 @@ def _threefry_bits(keys: Any, shapes: list[tuple[int, ...]], width: int) -> list
     counter = (element - jnp.asarray(starts, jnp.int32)[draw_of]).astype(jnp.uint32)
     out1, out2 = jex_random.threefry2x32_p.bind(first, second, jnp.zeros_like(counter), counter)
     bits = out1 ^ out2
-    if width != 32:
-        bits = bits.astype(_BIT_DTYPES[width])
-    return [
-        bits[start : start + size].reshape(shape)
-        for start, size, shape in zip(starts.tolist(), sizes.tolist(), shapes, strict=True)
-    ]
+    return bits if width == 32 else bits.astype(_BIT_DTYPES[width])
 
 
 def _bind(eqn: Any, inputs: list[Any]) -> list[Any]:
