@@ -37,6 +37,7 @@ from ml_collections import config_flags
 
 from experiments import allocator_flag
 from smg_jax import sweep
+from smg_jax.train import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Base experiment config; --config.x=y overrides apply to every run."
@@ -103,10 +104,7 @@ def main(argv: list[str]) -> int:
                     print(f"{variant.name:40s} seed {seed}: {state:8s} {run_dir}")
             print(f"baseline: {plan.baseline}")
             return 0
-        cache = _CACHE.value
-        if cache:
-            cache = str(workdir / "jax_cache") if cache == "auto" else cache
-            jax.config.update("jax_compilation_cache_dir", cache)
+        runtime.use_compilation_cache(_CACHE.value, workdir)
         devices = jax.local_devices() if _PER_DEVICE.value else None
         summary = sweep.run_sweep(plan, vmap_seeds=_VMAP.value, devices=devices)
     except sweep.SweepError as err:
