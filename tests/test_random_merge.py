@@ -115,3 +115,10 @@ def test_the_merged_program_hashes_a_few_times_not_once_per_parameter():
     assert plain > 100
     assert merged <= 4, (plain, merged)
     assert len(plan.groups) < len(plan.outputs) // 3
+
+
+def test_draws_past_one_hash_index_fall_back_to_plain_jit(monkeypatch):
+    fun = init_fn(Mixed(), (3, 6))
+    key = jax.random.PRNGKey(5)
+    monkeypatch.setattr(random_merge, "_MAX_MERGED_ELEMENTS", 20)  # Mixed draws more than 20
+    assert_bitwise_equal(random_merge.call_with_merged_draws(fun, key), jax.jit(fun)(key))

@@ -49,6 +49,7 @@ _BITS = "random_bits"
 _KEY_VIEWS = ("random_wrap", "random_unwrap")
 _INLINED_CALLS = ("jit", "pjit", "closed_call", "core_call")
 _BIT_DTYPES = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32}
+_MAX_MERGED_ELEMENTS = 2**31 - 1
 
 
 @dataclass(eq=False)
@@ -117,6 +118,8 @@ def call_with_merged_draws(fun: Callable[..., Any], *args: Any) -> Any:
 
     closed = jax.make_jaxpr(flat_fun)(*flat_args)
     plan = _Plan(closed, len(flat_args))
+    if plan.draw_elements() >= _MAX_MERGED_ELEMENTS:
+        return jax.jit(fun)(*args)  # one hash's int32 element index would overflow
     plain_values, grouped = jax.jit(plan.run)(*flat_args)
 
     leaves: list[Any] = [None] * len(plan.outputs)
@@ -159,6 +162,14 @@ class _Plan:
             self.producer[ref].inputs[0] for ref in self.deferred_draws
         ]
         self.core = _live(ops, needed)
+
+    def draw_elements(self) -> int:
+        """Elements drawn in all by the mergeable draws (the largest hash the plan makes)."""
+        return sum(
+            int(np.prod(op.eqn.params["shape"]))
+            for op in {*self.producer.values()}
+            if op.name == _BITS and _mergeable(op)
+        )
 
     def run(self, *flat_args: Any) -> tuple[list[Any], list[Any]]:
         """The traced body: plain outputs, then one array per group (stacked over members)."""
@@ -216,7 +227,8 @@ class _Values:
                 return batch
             return batch[np.asarray(rows)]
         if all(isinstance(ref, _Literal) and np.ndim(ref.value) == 0 for ref in refs):
-            return jnp.asarray(np.asarray([ref.value for ref in refs]))
+            # Each literal's own dtype (fold_in data are uint32 past 2**31).
+            return jnp.asarray(np.stack([np.asarray(ref.value) for ref in refs]))
         if len({id(v) for v in raw}) == 1:
             one = self.read(refs[0])
             return jnp.broadcast_to(one, (len(refs), *jnp.shape(one)))
@@ -412,11 +424,8 @@ def _threefry_bits(keys: Any, sizes: list[int], width: int) -> Any:
     """
     sizes_array = np.asarray(sizes, np.int64)
     total = int(sizes_array.sum())
-    if sizes_array.max(initial=0) >= 2**32 or total >= 2**31:
-        raise ValueError(
-            f"random draws of {total} elements in all are past what one merged hash indexes; "
-            "call the function under jax.jit instead"
-        )
+    if total >= _MAX_MERGED_ELEMENTS:
+        raise ValueError(f"{total} random elements are past one merged hash's int32 index")
     words = jax.random.key_data(keys)  # (draws, 2) uint32
     ends = np.cumsum(sizes_array)
     starts = ends - sizes_array
