@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smg_jax.graph import Skeleton, get_skeleton
+from smg_jax.models import onednn_conv
 from smg_jax.models.convert import (
     StateDictReader,
     VariableTree,
@@ -410,13 +411,64 @@ def convolve_frames(
     matmul (``rows_matmul``), stride 1 is ``conv_frames``, a larger stride
     ``strided_conv1d``.
     """
-    b, v, t, c = x.shape
     if kernel.shape[0] == 1 and pad == 0:
         return rows_matmul(x[:, :, ::stride], kernel[0])
+    if x.dtype == kernel.dtype and onednn_conv.used_for(x.dtype, kernel.shape):
+        return _convolve_frames_onednn(x, kernel, stride, pad, dilation)
+    return _convolve_frames_xla(x, kernel, stride, pad, dilation)
+
+
+def _convolve_frames_xla(x: Array, kernel: Array, stride: int, pad: int, dilation: int) -> Array:
     if stride == 1:
         return conv_frames(x, kernel, pad, dilation)
+    b, v, t, c = x.shape
     y = strided_conv1d(x.reshape(b * v, t, c), kernel, stride, dilation, pad)
     return y.reshape(b, v, y.shape[1], kernel.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _convolve_frames_onednn(x: Array, kernel: Array, stride: int, pad: int, dilation: int) -> Array:
+    """``convolve_frames`` by oneDNN where the program is lowered for the CPU, else by XLA."""
+    b, v, t, c = x.shape
+
+    def cpu(x: Array, kernel: Array) -> Array:
+        y = onednn_conv.forward(x.reshape(b * v, t, c), kernel, stride, pad, dilation)
+        return y.reshape(b, v, y.shape[1], kernel.shape[-1])
+
+    def default(x: Array, kernel: Array) -> Array:
+        return _convolve_frames_xla(x, kernel, stride, pad, dilation)
+
+    return onednn_conv.on_cpu(cpu, default, x, kernel)
+
+
+def _convolve_frames_onednn_fwd(x: Array, kernel: Array, stride: int, pad: int, dilation: int):
+    return _convolve_frames_onednn(x, kernel, stride, pad, dilation), (x, kernel)
+
+
+def _convolve_frames_onednn_bwd(
+    stride: int, pad: int, dilation: int, residuals: tuple[Array, Array], grad: Array
+) -> tuple[Array, Array]:
+    x, kernel = residuals
+    b, v, t, c = x.shape
+
+    def cpu(x: Array, kernel: Array, grad: Array) -> tuple[Array, Array]:
+        rows = grad.reshape(b * v, grad.shape[2], grad.shape[3])
+        dx = onednn_conv.input_gradient(rows, kernel, t, stride, pad, dilation)
+        dkernel = onednn_conv.kernel_gradient(
+            x.reshape(b * v, t, c), rows, kernel.shape[0], stride, pad, dilation
+        )
+        return dx.reshape(x.shape), dkernel
+
+    def default(x: Array, kernel: Array, grad: Array) -> tuple[Array, Array]:
+        _, vjp = jax.vjp(
+            lambda x, kernel: _convolve_frames_xla(x, kernel, stride, pad, dilation), x, kernel
+        )
+        return vjp(grad)
+
+    return onednn_conv.on_cpu(cpu, default, x, kernel, grad)
+
+
+_convolve_frames_onednn.defvjp(_convolve_frames_onednn_fwd, _convolve_frames_onednn_bwd)
 
 
 class TemporalConv(nn.Module):
