@@ -16,8 +16,10 @@ GPU/TPU; CPU reports none; it only grows, so run one model per process for a
 per-model figure), and the host memory allocator with the process's minor
 page faults per train step (``host_allocator``, ``train_page_faults_per_step``;
 ``--allocator tcmalloc`` restarts under tcmalloc, see
-``smg_jax.train.allocator``). The same command runs unchanged on CPU, GPU and
-TPU.
+``smg_jax.train.allocator``), and what ran the temporal convolutions
+(``temporal_convolutions``: ``onednn <version>`` on CPU, else ``xla``; see
+``smg_jax.models.onednn_conv``). The same command runs unchanged on CPU, GPU
+and TPU.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 from experiments import torch_reference_benchmark
 from smg_jax import models
+from smg_jax.models import onednn_conv
 from smg_jax.train import allocator, jit, losses, optim
 from smg_jax.train import state as state_lib
 from smg_jax.train import steps as step_fns
@@ -178,6 +181,7 @@ def benchmark(
         "infer_step_bytes": _compiled_bytes(compiled_eval),
         "peak_memory_bytes": _peak_memory_bytes(),
         "host_allocator": allocator.in_use(),
+        "temporal_convolutions": onednn_conv.describe(),
         "train_page_faults_per_step": round(train_faults),
         "timed_steps": steps,
     }

@@ -237,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         if ours_allocator == theirs_allocator
         else f"host allocator: ours {ours_allocator}, PyTorch {theirs_allocator}"
     )
+    convolutions = table[0][0].get("temporal_convolutions", "unknown")
     print(
-        f"ours: JAX on {ours_device}; PyTorch on {theirs_device}; batch {args.batch}, "
-        f"{args.frames} frames, float32; {allocators}\n"
+        f"ours: JAX on {ours_device} (temporal convolutions: {convolutions}); PyTorch on "
+        f"{theirs_device}; batch {args.batch}, {args.frames} frames, float32; {allocators}\n"
     )
     print(markdown(table))
     if args.jsonl is not None:

@@ -193,6 +193,16 @@ def version() -> str:
 MAX_KERNEL_ELEMENTS = 9 * 256 * 256
 
 
+def describe() -> str:
+    """What runs the temporal convolutions here: ``'onednn 3.2.0 (...)'`` or ``'xla'``.
+
+    For benchmark records; float32 on the CPU backend (see ``used_for``).
+    """
+    if jax.default_backend() == "cpu" and switched_on() and available():
+        return f"onednn {version()}"
+    return "xla"
+
+
 def used_for(dtype: jnp.dtype, kernel_shape: tuple[int, ...]) -> bool:
     """Whether a convolution of ``dtype`` with a ``(k, C, O)`` kernel goes to oneDNN.
 
