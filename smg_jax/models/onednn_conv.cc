@@ -213,16 +213,46 @@ ffi::Error OverChunks(const char* what, const Shape& s, ffi::ThreadPool& pool, P
   return error.empty() ? ffi::Error::Success() : Failed(what, s, error);
 }
 
-// The kernel in oneDNN's layout for `pd`'s weights, reordered on this thread.
-dnnl::memory BlockedKernel(const dnnl::memory::desc& blocked, const Primitives& p,
-                           const float* kernel, std::vector<float>& storage) {
-  storage.resize(blocked.get_size() / sizeof(float));
-  dnnl::memory user(p.w_md, Engine(), const_cast<float*>(kernel));
-  dnnl::memory mem(blocked, Engine(), storage.data());
-  dnnl::reorder(user, mem).execute(Stream(), user, mem);
-  Stream().wait();
-  return mem;
-}
+// The kernel in the layouts that the chunks' primitives take: every chunk but
+// the last has the same number of sequences, so there are at most two
+// primitives, and oneDNN may choose another kernel layout for each.
+class ChunkKernels {
+ public:
+  // `weights` gives a primitive's kernel layout, e.g. its forward_pd.weights_desc().
+  template <typename Weights>
+  ChunkKernels(const Shape& s, int64_t pool_threads, const float* kernel, Weights weights) {
+    const int64_t size = ChunkSize(s.n, std::max<int64_t>(1, pool_threads));
+    const int64_t last = s.n - (s.n - 1) / size * size;
+    for (int64_t rows : {std::min(size, s.n), last}) {
+      Shape part = s;
+      part.n = rows;
+      const Primitives& p = Lookup(part);
+      const dnnl::memory::desc md = weights(p);
+      if (count_ == 1 && md == mems_[0].get_desc()) continue;
+      std::vector<float>& storage = Storage(count_);
+      storage.resize(md.get_size() / sizeof(float));
+      dnnl::memory user(p.w_md, Engine(), const_cast<float*>(kernel));
+      mems_[count_] = dnnl::memory(md, Engine(), storage.data());
+      dnnl::reorder(user, mems_[count_]).execute(Stream(), user, mems_[count_]);
+      Stream().wait();
+      ++count_;
+    }
+  }
+
+  const dnnl::memory& For(const dnnl::memory::desc& md) const {
+    return md == mems_[0].get_desc() ? mems_[0] : mems_[count_ - 1];
+  }
+
+ private:
+  // Kept by the calling thread across calls: no allocation per call.
+  static std::vector<float>& Storage(int index) {
+    thread_local std::vector<float> storage[2];
+    return storage[index];
+  }
+
+  dnnl::memory mems_[2];
+  int count_ = 0;
+};
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> x, ffi::Buffer<ffi::F32, 3> w,
                    ffi::ResultBuffer<ffi::F32, 3> y, int64_t stride, int64_t pad,
@@ -230,12 +260,12 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> x, ffi::Buffer
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
   Shape s{xd[0], xd[1], xd[2], wd[2], wd[0], stride, pad, dilation};
   if (auto e = CheckFrames(s, yd[1]); e.failure()) return e;
-  std::vector<float> storage;
-  dnnl::memory kernel;
+  std::unique_ptr<ChunkKernels> kernels;
   try {
     OneThread();
-    const auto& whole = Lookup(s);
-    kernel = BlockedKernel(whole.forward_pd.weights_desc(), whole, w.typed_data(), storage);
+    kernels = std::make_unique<ChunkKernels>(
+        s, pool.num_threads(), w.typed_data(),
+        [](const Primitives& p) { return p.forward_pd.weights_desc(); });
   } catch (const std::exception& e) {
     return Failed("forward", s, e.what());
   }
@@ -243,6 +273,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> x, ffi::Buffer
   return OverChunks("forward", s, pool, [&](const Primitives& p, int64_t, int64_t first) {
     dnnl::memory x_mem(p.x_md, Engine(), x.typed_data() + first * x_row);
     dnnl::memory y_mem(p.y_md, Engine(), y->typed_data() + first * y_row);
+    const auto& kernel = kernels->For(p.forward_pd.weights_desc());
     p.forward.execute(Stream(), {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, kernel},
                                  {DNNL_ARG_DST, y_mem},
                                  {DNNL_ARG_SCRATCHPAD, Scratchpad(p.forward_pd.scratchpad_desc())}});
@@ -256,12 +287,12 @@ ffi::Error BackwardData(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> dy,
   auto dyd = dy.dimensions(), wd = w.dimensions(), xd = dx->dimensions();
   Shape s{xd[0], xd[1], xd[2], wd[2], wd[0], stride, pad, dilation};
   if (auto e = CheckFrames(s, dyd[1]); e.failure()) return e;
-  std::vector<float> storage;
-  dnnl::memory kernel;
+  std::unique_ptr<ChunkKernels> kernels;
   try {
     OneThread();
-    const auto& whole = Lookup(s);
-    kernel = BlockedKernel(whole.backward_data_pd.weights_desc(), whole, w.typed_data(), storage);
+    kernels = std::make_unique<ChunkKernels>(
+        s, pool.num_threads(), w.typed_data(),
+        [](const Primitives& p) { return p.backward_data_pd.weights_desc(); });
   } catch (const std::exception& e) {
     return Failed("input gradient", s, e.what());
   }
@@ -269,6 +300,7 @@ ffi::Error BackwardData(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> dy,
   return OverChunks("input gradient", s, pool, [&](const Primitives& p, int64_t, int64_t first) {
     dnnl::memory dy_mem(p.y_md, Engine(), dy.typed_data() + first * y_row);
     dnnl::memory dx_mem(p.x_md, Engine(), dx->typed_data() + first * x_row);
+    const auto& kernel = kernels->For(p.backward_data_pd.weights_desc());
     p.backward_data.execute(
         Stream(), {{DNNL_ARG_DIFF_DST, dy_mem}, {DNNL_ARG_WEIGHTS, kernel},
                    {DNNL_ARG_DIFF_SRC, dx_mem},
@@ -285,59 +317,52 @@ ffi::Error BackwardWeights(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> x,
   if (auto e = CheckFrames(s, dyd[1]); e.failure()) return e;
   const int64_t size = ChunkSize(s.n, std::max<int64_t>(1, pool.num_threads()));
   const int64_t chunks = (s.n + size - 1) / size;
-  // One partial gradient per chunk, in the blocked layout of the chunk's
-  // primitive (the same for every chunk: only the number of sequences differs).
-  std::vector<std::vector<float>> partials(chunks);
-  dnnl::memory::desc blocked;
-  try {
-    OneThread();
-    Shape first_chunk = s;
-    first_chunk.n = std::min(size, s.n);
-    blocked = Lookup(first_chunk).backward_weights_pd.diff_weights_desc();
-  } catch (const std::exception& e) {
-    return Failed("kernel gradient", s, e.what());
-  }
+  const size_t elements = static_cast<size_t>(s.k * s.c * s.o);
+  // One partial gradient per chunk in the (k, C, O) layout, kept by the
+  // calling thread across calls (no allocation per call); a call never runs
+  // inside another on the same thread.
+  thread_local std::vector<std::vector<float>> kept;
+  if (static_cast<int64_t>(kept.size()) < chunks) kept.resize(chunks);
+  auto& partials = kept;  // the chunks run on other threads: name this thread's copy
   const int64_t x_row = s.t * s.c, y_row = s.out_frames() * s.o;
   auto done = OverChunks("kernel gradient", s, pool, [&](const Primitives& p, int64_t i,
                                                          int64_t first) {
-    if (p.backward_weights_pd.diff_weights_desc() != blocked) {
-      throw std::runtime_error("chunks chose different kernel layouts");
-    }
-    partials[i].resize(blocked.get_size() / sizeof(float));
+    thread_local std::vector<float> blocked;  // the chunk's gradient in oneDNN's layout
+    const auto& blocked_md = p.backward_weights_pd.diff_weights_desc();
+    blocked.resize(blocked_md.get_size() / sizeof(float));
+    partials[i].resize(elements);
     dnnl::memory x_mem(p.x_md, Engine(), x.typed_data() + first * x_row);
     dnnl::memory dy_mem(p.y_md, Engine(), dy.typed_data() + first * y_row);
-    dnnl::memory dw_mem(blocked, Engine(), partials[i].data());
+    dnnl::memory blocked_mem(blocked_md, Engine(), blocked.data());
+    dnnl::memory plain(p.w_md, Engine(), partials[i].data());
     p.backward_weights.execute(
         Stream(), {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_DIFF_DST, dy_mem},
-                   {DNNL_ARG_DIFF_WEIGHTS, dw_mem},
+                   {DNNL_ARG_DIFF_WEIGHTS, blocked_mem},
                    {DNNL_ARG_SCRATCHPAD, Scratchpad(p.backward_weights_pd.scratchpad_desc())}});
+    dnnl::reorder(blocked_mem, plain).execute(Stream(), blocked_mem, plain);
     Stream().wait();
   });
   if (done.failure()) return done;
-  std::vector<float>& sum = partials[0];
+  float* out = dw->typed_data();
+  std::copy(partials[0].begin(), partials[0].begin() + elements, out);
   for (int64_t i = 1; i < chunks; ++i) {
     const float* part = partials[i].data();
-    for (size_t j = 0; j < sum.size(); ++j) sum[j] += part[j];
-  }
-  try {
-    Shape first_chunk = s;
-    first_chunk.n = std::min(size, s.n);
-    const auto& p = Lookup(first_chunk);
-    dnnl::memory summed(blocked, Engine(), sum.data());
-    dnnl::memory user(p.w_md, Engine(), dw->typed_data());
-    dnnl::reorder(summed, user).execute(Stream(), summed, user);
-    Stream().wait();
-  } catch (const std::exception& e) {
-    return Failed("kernel gradient", s, e.what());
+    for (size_t j = 0; j < elements; ++j) out[j] += part[j];
   }
   return ffi::Error::Success();
 }
 
 }  // namespace
 
-#define SMG_BIND                                                              \
-  ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<ffi::Buffer<ffi::F32, 3>>().Arg<ffi::Buffer<ffi::F32, 3>>() \
-      .Ret<ffi::Buffer<ffi::F32, 3>>().Attr<int64_t>("stride").Attr<int64_t>("pad").Attr<int64_t>("dilation")
+#define SMG_BIND                            \
+  ffi::Ffi::Bind()                          \
+      .Ctx<ffi::ThreadPool>()               \
+      .Arg<ffi::Buffer<ffi::F32, 3>>()      \
+      .Arg<ffi::Buffer<ffi::F32, 3>>()      \
+      .Ret<ffi::Buffer<ffi::F32, 3>>()      \
+      .Attr<int64_t>("stride")              \
+      .Attr<int64_t>("pad")                 \
+      .Attr<int64_t>("dilation")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SmgConvFramesForward, Forward, SMG_BIND);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SmgConvFramesBackwardData, BackwardData, SMG_BIND);
