@@ -2,7 +2,9 @@
 
 On the CPU backend, XLA hands dots and (with these options) elementwise and
 reduction fusions to its YNNPACK library, which runs them multi-threaded;
-convolutions stay in XLA's Eigen convolution. Measured on 2 cores (batch
+convolutions stay in XLA's Eigen convolution, except the float32 temporal
+convolutions, which ``smg_jax.models.onednn_conv`` hands to oneDNN through
+an FFI custom call. Measured on 2 cores (batch
 16, 60 frames, ST-GCN): 1.5x the training clips/s of XLA's default
 fusions; golden parity is unchanged.
 Inference uses them too (5-15 % more clips/s for ST-GCN, 2s-AGCN and
