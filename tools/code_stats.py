@@ -58,7 +58,9 @@ def violations(root: Path) -> list[str]:
     lines = []
     for f in found:
         if f.length > MAX_FUNCTION_LINES:
-            lines.append(f"{f.path}:{f.line} {f.name} has {f.length} lines (max {MAX_FUNCTION_LINES})")
+            lines.append(
+                f"{f.path}:{f.line} {f.name} has {f.length} lines (max {MAX_FUNCTION_LINES})"
+            )
     for p in files:
         n = module_lines(p)
         if n > MAX_MODULE_LINES:
@@ -74,12 +76,15 @@ def report(root: Path, top: int) -> str:
     found = sorted((f for p in files for f in functions(p, root)), key=lambda f: -f.length)
     lengths = [f.length for f in found]
     sizes = sorted(((module_lines(p), str(p.relative_to(root))) for p in files), reverse=True)
+    largest, largest_path = sizes[0]
     out = [
-        f"modules: {len(files)}, lines: {sum(n for n, _ in sizes)}, largest: {sizes[0][0]} ({sizes[0][1]})",
+        f"modules: {len(files)}, lines: {sum(n for n, _ in sizes)}, "
+        f"largest: {largest} ({largest_path})",
         f"modules over {MAX_MODULE_LINES} lines: {sum(n > MAX_MODULE_LINES for n, _ in sizes)}",
         f"functions: {len(found)}, median length: {statistics.median(lengths)}, "
         f"90th percentile: {statistics.quantiles(lengths, n=10)[-1]:.0f}, longest: {lengths[0]}",
-        f"functions over {MAX_FUNCTION_LINES} lines: {sum(n > MAX_FUNCTION_LINES for n in lengths)}",
+        f"functions over {MAX_FUNCTION_LINES} lines: "
+        f"{sum(n > MAX_FUNCTION_LINES for n in lengths)}",
         "",
         f"longest {top} functions:",
     ]
