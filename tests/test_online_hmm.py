@@ -11,7 +11,7 @@ import pytest
 
 from experiments.online_benchmark import authors_viterbi
 from smg_jax.online import hmm
-from smg_jax.online.segments import OnlineError
+from smg_jax.online.errors import OnlineError
 
 # Two classes of five states and rest (index 10) keep hand-made paths readable.
 SMALL = hmm.HMMOptions(num_classes=2)

@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 
 from smg_jax.data import synthetic_source
+from smg_jax.data.recordings import Segment
 
 log = logging.getLogger(__name__)
 
 SMG_CONFIG = "emotion"
 STATE_NAMES = ("relaxed", "stressed")  # index = code // 10 (docs/data.md: our reading)
 NUM_MG_CLASSES = 17
-
-Segment = tuple[int, int, int]  # (label 0-16, start, end), frames [start, end)
 
 
 class EmotionError(ValueError):
@@ -215,7 +214,7 @@ def load_recordings(data: Any) -> dict[str, Any]:
     The online recognizers read whole recordings; the instances are stretches
     of them. Returns ``{sample_id: smg_jax.online.Recording}``.
     """
-    from smg_jax.online.segments import recording_from_example
+    from smg_jax.data.recordings import recording_from_example
 
     sources, _, _ = _open_splits(data, "sequences")
     recordings = {}

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics as cls_metrics
 from smg_jax.emotion import data as data_lib
-from smg_jax.emotion import end_to_end, features, mg_method, protocols, report, scores
+from smg_jax.emotion import end_to_end, features, mg_method, protocols, recognized, report, scores
 from smg_jax.emotion.data import STATE_NAMES, EmotionData, EmotionError
 from smg_jax.train import loop as cls_loop
 
@@ -125,13 +125,19 @@ def _outcome_path(workdir: pathlib.Path, fold: protocols.Fold) -> pathlib.Path:
     return workdir / "folds" / fold.name() / "outcome.json"
 
 
-def _run_folds(config, data: EmotionData, folds, workdir: pathlib.Path) -> list[dict[str, Any]]:
+def _run_folds(
+    config, data: EmotionData, folds, workdir: pathlib.Path, train_recognizer=None
+) -> list[dict[str, Any]]:
     """Every fold's outcome (read back when finished before), in fold order."""
     progress = bool(config.train.progress_bar)
     source = None
     if config.method == "mg_features":
         source = mg_method.make_source(
-            config, data, workdir, lambda: data_lib.load_recordings(config.data)
+            config,
+            data,
+            workdir,
+            lambda: data_lib.load_recordings(config.data),
+            train_recognizer,
         )
     outcomes = []
     window = config.window
@@ -204,8 +210,16 @@ def _run_folds(config, data: EmotionData, folds, workdir: pathlib.Path) -> list[
     return outcomes
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    *,
+    train_recognizer: recognized.TrainRecognizer | None = None,
+) -> dict[str, Any]:
     """Runs ``config.method`` under ``config.protocol`` and writes every output (module docstring).
+
+    ``train_recognizer`` fits the MG recognizer that ``mg.source='recognizer'``
+    needs (``smg_jax.online.recognizers.trainer(config.online, config.mg.recognizer)``).
 
     Returns the dict also written to ``workdir/results.json``.
     """
@@ -230,7 +244,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
         describe_protocol(config.protocol),
         describe_method(config),
     )
-    outcomes = _run_folds(config, data, folds, workdir)
+    outcomes = _run_folds(config, data, folds, workdir, train_recognizer)
     return write_results(config, workdir, data, outcomes)
 
 

@@ -15,6 +15,8 @@
 See ``docs/online.md``.
 """
 
+from smg_jax.data.recordings import NUM_CLASSES, Recording, check_segments
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import (
     MATCHING_RULES,
     format_online_table,
@@ -22,7 +24,6 @@ from smg_jax.online.metric import (
     online_report,
     score_segments,
 )
-from smg_jax.online.segments import NUM_CLASSES, OnlineError, Recording, check_segments
 
 __all__ = [
     "MATCHING_RULES",

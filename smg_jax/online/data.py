@@ -8,7 +8,8 @@ import logging
 import ml_collections
 
 from smg_jax.data import pipeline, synthetic_source
-from smg_jax.online.segments import NUM_CLASSES, OnlineError, Recording, recording_from_example
+from smg_jax.data.recordings import NUM_CLASSES, Recording, recording_from_example
+from smg_jax.online.errors import OnlineError
 
 log = logging.getLogger(__name__)
 

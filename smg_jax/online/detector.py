@@ -45,9 +45,10 @@ import numpy as np
 
 from smg_jax import metrics, models
 from smg_jax.data import pipeline, transforms
+from smg_jax.data.recordings import Recording
 from smg_jax.online import hmm, training
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import iou
-from smg_jax.online.segments import OnlineError, Recording
 from smg_jax.train import jit, losses, steps
 from smg_jax.train import state as state_lib
 

@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from smg_jax.online.segments import OnlineError
+from smg_jax.online.errors import OnlineError
 
 _glorot = nn.initializers.glorot_uniform()
 _KERAS_BN = dict(momentum=0.99, epsilon=1e-3)

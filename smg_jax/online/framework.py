@@ -34,8 +34,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from smg_jax import metrics
+from smg_jax.data.recordings import Recording
 from smg_jax.online import emission, features, hmm, training
-from smg_jax.online.segments import OnlineError, Recording
+from smg_jax.online.errors import OnlineError
 from smg_jax.train import jit, steps
 from smg_jax.train import state as state_lib
 

@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smg_jax.online.segments import OnlineError, Segment
+from smg_jax.data.recordings import Segment
+from smg_jax.online.errors import OnlineError
 
 FRAMES = ("one_based", "zero_based")
 ALIGNMENTS = ("authors", "consistent")

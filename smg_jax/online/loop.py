@@ -32,15 +32,16 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from smg_jax import metrics
+from smg_jax.data.recordings import write_csv
 from smg_jax.online import data as data_lib
 from smg_jax.online import detector, framework, hmm, plots
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import (
     format_online_table,
     format_per_class_table,
     format_per_recording_table,
     online_report,
 )
-from smg_jax.online.segments import OnlineError, write_csv
 
 log = logging.getLogger(__name__)
 
