@@ -272,3 +272,9 @@ def test_recognizer_trainer_names_the_kinds():
     assert callable(recognizers.trainer(ml_collections.ConfigDict(), "detector_hmm"))
     with pytest.raises(OnlineError, match="choose from"):
         recognizers.trainer(ml_collections.ConfigDict(), "lstm")
+
+
+def test_emission_networks_are_looked_up_by_name():
+    assert emission.output_of("att_bigru") == "sigmoid"
+    with pytest.raises(OnlineError, match=r"Unknown emission model 'mpl'.*Did you mean \['mlp'\]"):
+        emission.create("mpl", num_states=86)
