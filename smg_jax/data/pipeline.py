@@ -36,7 +36,8 @@ from typing import Any
 import grain
 import numpy as np
 
-from smg_jax.data.transforms import DataError, Preset, describe_example
+from smg_jax.data.joints import DataError, describe_example
+from smg_jax.data.transforms import Preset
 
 Example = Mapping[str, Any]
 Batch = dict[str, np.ndarray]
