@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfds_smg import raw, synthetic, synthetic_plan
+from tfds_smg import miga, raw, synthetic, synthetic_plan
 from tfds_smg import synthetic_body as body
 
 KINECT_PARENT_EDGES = {(c, int(p)) for c, p in enumerate(body.PARENT) if p >= 0}
@@ -140,7 +140,7 @@ def test_reader_reads_back_what_was_written(tiny):
 
 
 def test_miga_files_follow_the_authors_preprocessing(tiny):
-    data, names, labels = raw.read_miga_split(tiny, "test")
+    data, names, labels = miga.read_miga_split(tiny, "test")
     plans = synthetic.make_plan(synthetic.SCALES["tiny"], seed=0)
     test_plans = [p for p in plans if p.subject >= 36]
     assert data.shape == (sum(len(p.segments) for p in test_plans), 3, 60, 25, 1)

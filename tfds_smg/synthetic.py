@@ -87,7 +87,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tfds_smg import raw
+from tfds_smg import miga, raw
 from tfds_smg.synthetic_motion import LOST_RUNS_PER_1000, synthesize_skeleton
 from tfds_smg.synthetic_plan import (
     FPS,
@@ -164,8 +164,8 @@ def _write_miga(root: Path, parts: dict[str, list[tuple[np.ndarray, list[str], l
         data = np.concatenate([d for d, _, _ in items])
         names = [n for _, ns, _ in items for n in ns]
         labels = [label for _, _, ls in items for label in ls]
-        np.save(root / raw.MIGA_DATA_NAME.format(split=split), data)
-        with (root / raw.MIGA_LABEL_NAME.format(split=split)).open("wb") as f:
+        np.save(root / miga.MIGA_DATA_NAME.format(split=split), data)
+        with (root / miga.MIGA_LABEL_NAME.format(split=split)).open("wb") as f:
             pickle.dump((names, labels), f)
 
 
