@@ -5,12 +5,16 @@
 * ``features``: the authors' 2,775-value per-frame features, jitted, and
   their standardization.
 * ``hmm``: the authors' HMM (count statistics, forced alignment, rest rows,
-  emission scaling, Viterbi as a ``jax.lax.scan``, segment rules), each of
-  their choices an option with a named correction.
+  emission scaling, segment rules), each of their choices an option with a
+  named correction; ``viterbi``: its decoder, a ``jax.lax.scan``.
 * ``emission``: their emission networks (MLP, attention BiGRU) in Flax.
 * ``framework``: their recognizer end to end; ``detector``: a stronger one
-  built on any registry model; ``loop.run``: the command behind
-  ``experiments/online.py``.
+  built on any registry model; ``recognizers.trainer``: either as one
+  ``train(recordings, folder) -> decode`` callable for other tasks;
+  ``loop.run``: the command behind ``experiments/online.py``.
+
+Recordings and segments (``Recording``, ``check_segments``, the CSV files)
+live in ``smg_jax.data.recordings``.
 
 See ``docs/online.md``.
 """

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from smg_jax import metrics
 from smg_jax.data.recordings import write_csv
 from smg_jax.online import data as data_lib
-from smg_jax.online import detector, framework, hmm, plots
+from smg_jax.online import detector, framework, hmm, plots, viterbi
 from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import (
     format_online_table,
@@ -185,7 +185,7 @@ def _run_authors(config, data, workdir, progress) -> dict[str, _Method]:
     corrections = _corrections(model.options)
     mode = "faithful" if not corrections else "corrected: " + ", ".join(corrections)
     method = _Method(name=f"authors' HMM + {config.authors.network} ({mode})", predictions={})
-    hmm.warm_up(
+    viterbi.warm_up(
         [hmm.decoded_rows(r.num_frames, model.options.frames) for r in data.test],
         model.options.num_states,
     )
@@ -207,7 +207,7 @@ def _run_detector(config, data, workdir, progress) -> dict[str, _Method]:
         "detector_threshold": _Method(name=f"{label} + threshold/merge/NMS", predictions={}),
         "detector_hmm": _Method(name=f"{label} + HMM decoder", predictions={}),
     }
-    hmm.warm_up([r.num_frames for r in data.test], model.hmm_options.num_states)
+    viterbi.warm_up([r.num_frames for r in data.test], model.hmm_options.num_states)
     for recording in tqdm(data.test, desc="decode detector", disable=not progress, file=sys.stderr):
         segments, times = model.detect(recording)
         for decoder, key in (("threshold", "detector_threshold"), ("hmm", "detector_hmm")):
