@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import emotion_authors90, emotion_mg_gt, emotion_mg_recognized
+from smg_jax.data import sources
 from smg_jax.emotion import (
     end_to_end,
     features,
@@ -445,3 +446,14 @@ def test_collect_compares_runs(mg_gt_run, mg_gt_cross_subject, tmp_path):
     assert len(rows) == 3  # the same method from two runs is not merged, + the baseline
     with pytest.raises(EmotionError, match="missing"):
         report.collect([tmp_path])
+
+
+def test_open_smg_leaves_out_missing_splits_on_request(smg_tiny):
+    config = _point_at(emotion_mg_gt.get_config("tiny"), smg_tiny)
+    opened = sources.open_smg(config.data, "emotion", ("validation", "test"), missing_ok=True)
+    assert opened.split_names == ["test"] and len(opened.sources) == 1
+    assert opened.synthetic and opened.description == "SYNTHETIC SMG (tiny scale)"
+    test = opened.sources[0]
+    assert {int(test[i]["subject"]) for i in range(len(test))} <= set(range(36, 41))
+    with pytest.raises(ValueError, match="validation"):
+        sources.open_smg(config.data, "emotion", ("validation",))

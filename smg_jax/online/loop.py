@@ -248,31 +248,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     return write_outputs(config, workdir, data, methods)
 
 
-def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Method]) -> dict:
-    """CSV files, timelines, the reports (JSON + Markdown) and TensorBoard summaries."""
-    ground_truth = {r.name: r.segments for r in data.test}
-    threshold = float(config.eval.iou_threshold)
-    reports = {}
-    for key, method in methods.items():
-        reports[key] = online_report(
-            ground_truth,
-            method.predictions,
-            iou_threshold=threshold,
-            num_classes=len(data.class_names),
-            class_names=data.class_names,
-        )
-        for name, segments in method.predictions.items():
-            write_csv(workdir / "predictions" / key / f"{name}.csv", segments)
-    if config.eval.timelines:
-        for recording in data.test:
-            plots.plot_timeline(
-                workdir / "timelines" / f"{recording.name}.png",
-                title=f"{recording.name} ({data.description})",
-                num_frames=recording.num_frames,
-                ground_truth=recording.segments,
-                predictions={m.name: m.predictions[recording.name] for m in methods.values()},
-                class_names=data.class_names,
-            )
+def _report_markdown(data, methods: dict[str, _Method], reports: dict, threshold: float) -> str:
+    """``results.md``: the recognition tables, the decoding times and the published figures."""
     named = {methods[k].name: r for k, r in reports.items()}
     note = (
         f"Data: {data.description}, test participants {[r.subject for r in data.test]}, "
@@ -293,7 +270,7 @@ def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Metho
         )
         for m in methods.values()
     )
-    text = "\n\n".join(
+    return "\n\n".join(
         [
             format_online_table(
                 named, title=f"Online MG recognition ({data.description})", note=note
@@ -307,7 +284,49 @@ def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Metho
             "| method | Rec | Acc | F1 |\n| --- | ---: | ---: | ---: |\n" + published,
         ]
     )
-    (workdir / "results.md").write_text(text + "\n")
+
+
+def _write_timelines(workdir: pathlib.Path, data, methods: dict[str, _Method]) -> None:
+    for recording in data.test:
+        plots.plot_timeline(
+            workdir / "timelines" / f"{recording.name}.png",
+            title=f"{recording.name} ({data.description})",
+            num_frames=recording.num_frames,
+            ground_truth=recording.segments,
+            predictions={m.name: m.predictions[recording.name] for m in methods.values()},
+            class_names=data.class_names,
+        )
+
+
+def _write_tensorboard(workdir: pathlib.Path, reports: dict) -> None:
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(workdir / "tensorboard"))
+    for key, report in reports.items():
+        for rule, scores in report["pooled"].items():
+            for metric in ("recall", "precision", "f1"):
+                writer.add_scalar(f"{key}/{rule}/{metric}", scores[metric], 0)
+    writer.close()
+
+
+def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Method]) -> dict:
+    """CSV files, timelines, the reports (JSON + Markdown) and TensorBoard summaries."""
+    ground_truth = {r.name: r.segments for r in data.test}
+    threshold = float(config.eval.iou_threshold)
+    reports = {}
+    for key, method in methods.items():
+        reports[key] = online_report(
+            ground_truth,
+            method.predictions,
+            iou_threshold=threshold,
+            num_classes=len(data.class_names),
+            class_names=data.class_names,
+        )
+        for name, segments in method.predictions.items():
+            write_csv(workdir / "predictions" / key / f"{name}.csv", segments)
+    if config.eval.timelines:
+        _write_timelines(workdir, data, methods)
+    (workdir / "results.md").write_text(_report_markdown(data, methods, reports, threshold) + "\n")
     results = {
         "data": data.description,
         "synthetic": data.synthetic,
@@ -325,14 +344,7 @@ def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Metho
     }
     metrics.write_json(results, workdir / "results.json")
     if config.eval.tensorboard:
-        from tensorboardX import SummaryWriter
-
-        writer = SummaryWriter(str(workdir / "tensorboard"))
-        for key, report in reports.items():
-            for rule, scores in report["pooled"].items():
-                for metric in ("recall", "precision", "f1"):
-                    writer.add_scalar(f"{key}/{rule}/{metric}", scores[metric], 0)
-        writer.close()
+        _write_tensorboard(workdir, reports)
     return results
 
 
