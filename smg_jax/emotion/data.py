@@ -14,7 +14,6 @@ instances are read once into a list and every fold indexes into it.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,8 +21,6 @@ import numpy as np
 
 from smg_jax.data import sources
 from smg_jax.data.recordings import Recording, Segment, recording_from_example
-
-log = logging.getLogger(__name__)
 
 SMG_CONFIG = "emotion"
 STATE_NAMES = ("relaxed", "stressed")  # index = code // 10 (docs/data.md: our reading)

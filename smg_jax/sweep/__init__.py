@@ -23,6 +23,11 @@ their checkpoints and retries failed ones. Every field name and value is
 checked before the first run: a mistyped field stops the sweep with the
 closest real field names.
 
+``plan`` checks and runs the variants; ``runs`` reads what each run folder
+holds (a run record: finished with its results, failed, or missing) and
+computes the score fusions; ``report`` turns the records into the table and
+the plot, knowing nothing of the plan.
+
 Nothing here imports ``experiments``; ``experiments/sweep.py`` is the
 command line and ``experiments/studies/*.py`` hold the ready-made studies.
 """
