@@ -29,6 +29,7 @@ from ml_collections import config_flags
 from experiments import allocator_flag
 from smg_jax import metrics
 from smg_jax.emotion import report, run
+from smg_jax.online import recognizers
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Emotion config file (:arg allowed).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and results.")
@@ -36,6 +37,13 @@ _COLLECT = flags.DEFINE_list(
     "collect", None, "Finished runs' workdirs: write their comparison table to --workdir instead."
 )
 flags.mark_flags_as_required(["workdir"])
+
+
+def _train_recognizer(config) -> recognizers.Train | None:
+    """The online recognizer the MG-based method trains per fold, when it trains one."""
+    if config.method != "mg_features" or config.mg.source != "recognizer":
+        return None
+    return recognizers.trainer(config.online, config.mg.recognizer)
 
 
 def main(argv: list[str]) -> None:
@@ -56,7 +64,8 @@ def main(argv: list[str]) -> None:
         return
     if _CONFIG.value is None:
         raise app.UsageError("--config is required (or --collect to compare finished runs).")
-    results = run.run(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    results = run.run(config, _WORKDIR.value, train_recognizer=_train_recognizer(config))
     for line in run.summarize(results, _WORKDIR.value):
         print(line)
 

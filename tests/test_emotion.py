@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from experiments.configs import emotion_authors90, emotion_mg_gt, emotion_mg_recognized
+from smg_jax.data import sources
 from smg_jax.emotion import (
     end_to_end,
     features,
     logreg,
     mg_method,
     protocols,
-    recognized,
     report,
     run,
     scores,
@@ -348,7 +348,7 @@ def _finelabels(raw: pathlib.Path) -> dict[str, types.SimpleNamespace]:
     return out
 
 
-def test_recognized_mgs_are_cross_fitted(smg_tiny, monkeypatch, tmp_path):
+def test_recognized_mgs_are_cross_fitted(smg_tiny, tmp_path):
     """Out-of-fold: no recognizer ever decodes a participant it was trained on, each trains once.
 
     Training the real recognizer takes minutes; this replaces it by one that
@@ -359,8 +359,8 @@ def test_recognized_mgs_are_cross_fitted(smg_tiny, monkeypatch, tmp_path):
     trained_on: list[frozenset[int]] = []
     decoded: list[tuple[frozenset[int], int]] = []  # (trained on, decoded participant)
 
-    def fake_train(self, train_subjects, folder):
-        subjects = frozenset(train_subjects)
+    def fake_train(training, folder):
+        subjects = frozenset(r.subject for r in training)
         trained_on.append(subjects)
 
         def decode(recording):
@@ -369,11 +369,10 @@ def test_recognized_mgs_are_cross_fitted(smg_tiny, monkeypatch, tmp_path):
 
         return decode
 
-    monkeypatch.setattr(recognized.Recognizer, "_train", fake_train)
     config = _point_at(emotion_mg_recognized.get_config("tiny"), smg_tiny)
     config.mg.inner_folds = 2
     data = run.data_lib.load(config.data)
-    source = mg_method.make_source(config, data, tmp_path, lambda: recordings)
+    source = mg_method.make_source(config, data, tmp_path, lambda: recordings, fake_train)
     folds = protocols.make_folds(config.protocol, [i.subject for i in data.instances])
     result = mg_method.run_fold(
         config,
@@ -392,7 +391,7 @@ def test_recognized_mgs_are_cross_fitted(smg_tiny, monkeypatch, tmp_path):
     truth = np.mean([len(data.instances[i].segments) for i in run._positions(data, (36,))])
     assert result["mean_mgs_test"] > 0 and truth > 0
     # Decoded recordings are cached as CSV files: a second pass trains nothing.
-    again = mg_method.make_source(config, data, tmp_path, lambda: recordings)
+    again = mg_method.make_source(config, data, tmp_path, lambda: recordings, fake_train)
     mg_method.run_fold(
         config,
         data,
@@ -404,6 +403,9 @@ def test_recognized_mgs_are_cross_fitted(smg_tiny, monkeypatch, tmp_path):
     assert len(trained_on) == 3
     csvs = list((tmp_path / "recognizers" / "authors").glob("train_*/predictions/authors/*.csv"))
     assert len(csvs) == len({i.sample_id for i in data.instances})
+    # Without a recognizer to train, the source says which callable to pass.
+    with pytest.raises(EmotionError, match="pass train_recognizer"):
+        mg_method.make_source(config, data, tmp_path, lambda: recordings)
     # A recognizer asked to decode its own training participants refuses (it would leak).
     with pytest.raises(EmotionError, match="would leak"):
         source.recognizer.segments(
@@ -444,3 +446,14 @@ def test_collect_compares_runs(mg_gt_run, mg_gt_cross_subject, tmp_path):
     assert len(rows) == 3  # the same method from two runs is not merged, + the baseline
     with pytest.raises(EmotionError, match="missing"):
         report.collect([tmp_path])
+
+
+def test_open_smg_leaves_out_missing_splits_on_request(smg_tiny):
+    config = _point_at(emotion_mg_gt.get_config("tiny"), smg_tiny)
+    opened = sources.open_smg(config.data, "emotion", ("validation", "test"), missing_ok=True)
+    assert opened.split_names == ["test"] and len(opened.sources) == 1
+    assert opened.synthetic and opened.description == "SYNTHETIC SMG (tiny scale)"
+    test = opened.sources[0]
+    assert {int(test[i]["subject"]) for i in range(len(test))} <= set(range(36, 41))
+    with pytest.raises(ValueError, match="validation"):
+        sources.open_smg(config.data, "emotion", ("validation",))

@@ -6,13 +6,15 @@ import json
 import pathlib
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from experiments.configs import online_authors, online_tiny
+from smg_jax.data.recordings import read_csv
 from smg_jax.online import emission, framework, loop, training
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import score_segments
-from smg_jax.online.segments import OnlineError, read_csv
 from smg_jax.train import state as state_lib
 from tfds_smg import synthetic
 
@@ -262,3 +264,17 @@ def test_keras_early_stopping_and_plateau_rules():
         seen.append(lr)
     # 0.89995 is not better than 0.9 by min_delta 1e-4: halve; again at 0.95, floored at 3e-4.
     assert seen == [1e-3, 1e-3, 5e-4, 3e-4, 3e-4, 3e-4]
+
+
+def test_recognizer_trainer_names_the_kinds():
+    from smg_jax.online import recognizers
+
+    assert callable(recognizers.trainer(ml_collections.ConfigDict(), "detector_hmm"))
+    with pytest.raises(OnlineError, match="choose from"):
+        recognizers.trainer(ml_collections.ConfigDict(), "lstm")
+
+
+def test_emission_networks_are_looked_up_by_name():
+    assert emission.output_of("att_bigru") == "sigmoid"
+    with pytest.raises(OnlineError, match=r"Unknown emission model 'mpl'.*Did you mean \['mlp'\]"):
+        emission.create("mpl", num_states=86)

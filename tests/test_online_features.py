@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from smg_jax.online import features
-from smg_jax.online.segments import OnlineError
+from smg_jax.online.errors import OnlineError
 
 
 def test_two_joint_feature_vector_by_hand():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from experiments.online_benchmark import authors_viterbi
-from smg_jax.online import hmm
-from smg_jax.online.segments import OnlineError
+from smg_jax.online import hmm, viterbi
+from smg_jax.online.errors import OnlineError
 
 # Two classes of five states and rest (index 10) keep hand-made paths readable.
 SMALL = hmm.HMMOptions(num_classes=2)
@@ -44,12 +44,12 @@ def test_viterbi_matches_brute_force_on_small_random_hmms():
         best, best_path = _brute_force(log_init, log_trans, log_lik)
         if not np.isfinite(best):
             continue
-        path, scores = hmm.decode_path(log_init, log_trans, log_lik)  # padded to a bucket
+        path, scores = viterbi.decode_path(log_init, log_trans, log_lik)  # padded to a bucket
         assert tuple(path) == best_path, trial
         assert scores[-1].max() == pytest.approx(best, abs=1e-4)
         assert scores[-1, path[-1]] == pytest.approx(best, abs=1e-4)
         if trial % 6 == 0:  # unpadded too (each shape compiles anew, so only a few)
-            exact, _ = hmm.viterbi(
+            exact, _ = viterbi.viterbi(
                 *(jnp.asarray(a, jnp.float32) for a in (log_init, log_trans, log_lik))
             )
             assert tuple(np.asarray(exact)) == best_path
@@ -62,12 +62,14 @@ def test_padding_rows_change_nothing():
     log_trans = np.log(rng.dirichlet(np.ones(6), size=6))
     log_lik = rng.normal(size=(300, 6)).astype(np.float32)
     args = (jnp.zeros(6), jnp.asarray(log_trans, jnp.float32))
-    path, scores = hmm.viterbi(*args, jnp.asarray(log_lik))
+    path, scores = viterbi.viterbi(*args, jnp.asarray(log_lik))
     padded = np.concatenate([log_lik, rng.normal(size=(212, 6)).astype(np.float32)])
-    path_p, scores_p = hmm.viterbi(*args, jnp.asarray(padded), 300)
+    path_p, scores_p = viterbi.viterbi(*args, jnp.asarray(padded), 300)
     np.testing.assert_array_equal(np.asarray(path_p)[:300], np.asarray(path))
     np.testing.assert_allclose(np.asarray(scores_p)[:300], np.asarray(scores))
-    assert hmm.bucket(300) == 320 and hmm.bucket(20526) == 24576 and hmm.bucket(10) == 64
+    assert (
+        viterbi.bucket(300) == 320 and viterbi.bucket(20526) == 24576 and viterbi.bucket(10) == 64
+    )
 
 
 def test_faithful_decoding_equals_the_authors_loop():
@@ -82,7 +84,7 @@ def test_faithful_decoding_equals_the_authors_loop():
         prior_row, log_counts = np.log(counts.prior)[None], np.log(counts.transitions)
     their_path, _, their_scores = authors_viterbi(prior_row, log_counts, log_lik.T.copy())
     with jax.enable_x64(True):
-        path, scores = hmm.viterbi(
+        path, scores = viterbi.viterbi(
             jnp.asarray(log_init), jnp.asarray(log_trans), jnp.asarray(log_lik)
         )
         path, scores = np.asarray(path), np.asarray(scores)
@@ -90,7 +92,7 @@ def test_faithful_decoding_equals_the_authors_loop():
     finite = np.isfinite(their_scores.T)
     np.testing.assert_array_equal(np.isfinite(scores), finite)
     np.testing.assert_allclose(scores[finite], their_scores.T[finite], rtol=1e-12, atol=1e-9)
-    path32, _ = hmm.decode_path(log_init, log_trans, log_lik)
+    path32, _ = viterbi.decode_path(log_init, log_trans, log_lik)
     np.testing.assert_array_equal(path32, their_path)
 
 

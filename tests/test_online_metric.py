@@ -7,9 +7,10 @@ import random
 
 import pytest
 
+from smg_jax.data.recordings import RecordingError, check_segments, read_csv, write_csv
 from smg_jax.online import metric
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import online_report, score_segments
-from smg_jax.online.segments import OnlineError, check_segments, read_csv, write_csv
 
 
 def scores(gt, pred, **kw):
@@ -125,10 +126,10 @@ def test_f1_formulas_differ_by_the_authors_epsilon():
     ],
 )
 def test_bad_segments_name_the_recording_and_the_row(segment, message):
-    with pytest.raises(OnlineError, match=message) as info:
+    with pytest.raises(RecordingError, match=message) as info:
         score_segments({"Sample0036": [(0, 0, 5)]}, {"Sample0036": [(1, 0, 4), segment]})
     assert "Sample0036 (predictions), segment row 1" in str(info.value)
-    with pytest.raises(OnlineError, match="Sample0037 \\(ground truth\\), segment row 0"):
+    with pytest.raises(RecordingError, match="Sample0037 \\(ground truth\\), segment row 0"):
         score_segments({"Sample0037": [segment]}, {"Sample0037": []})
 
 
@@ -198,5 +199,5 @@ def test_segment_csv_round_trip_in_the_raw_label_layout(tmp_path):
     path = write_csv(tmp_path / "Sample0036.csv", [(0, 5, 40), (16, 100, 150)])
     assert path.read_text().splitlines() == ["1,5,40", "17,100,150"]
     assert read_csv(path) == [(0, 5, 40), (16, 100, 150)]
-    with pytest.raises(OnlineError, match="beyond the recording"):
+    with pytest.raises(RecordingError, match="beyond the recording"):
         check_segments([(0, 5, 40)], recording="r", num_frames=30)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfds_smg import raw
+from tfds_smg import miga, raw
 from tfds_smg.raw import SMGDataError
 
 NUM_VALUES = raw.VALUES_PER_FRAME
@@ -286,24 +286,24 @@ def write_miga(root: Path, split: str, data: np.ndarray, names, labels) -> None:
 def test_read_miga_split(tmp_path):
     data = np.random.default_rng(0).normal(size=(2, 3, 60, 25, 1)).astype(np.float32)
     write_miga(tmp_path, "test", data, ["Sample00360", "Sample003611"], [8, np.int64(16)])
-    got, names, labels = raw.read_miga_split(tmp_path, "test")
+    got, names, labels = miga.read_miga_split(tmp_path, "test")
     np.testing.assert_array_equal(got, data)
     assert names == ["Sample00360", "Sample003611"] and labels.tolist() == [8, 16]
 
 
 def test_bad_miga_files(tmp_path):
     with pytest.raises(SMGDataError, match="missing"):
-        raw.read_miga_split(tmp_path, "train")
+        miga.read_miga_split(tmp_path, "train")
     write_miga(tmp_path, "train", np.zeros((2, 3, 60, 24, 1), np.float32), ["a", "b"], [0, 1])
     with pytest.raises(SMGDataError, match="not \\(N, 3, T, 25, M\\)"):
-        raw.read_miga_split(tmp_path, "train")
+        miga.read_miga_split(tmp_path, "train")
     write_miga(tmp_path, "train", np.zeros((2, 3, 60, 25, 1), np.float32), ["a", "b"], [0, 17])
     with pytest.raises(SMGDataError, match="0-based"):
-        raw.read_miga_split(tmp_path, "train")
+        miga.read_miga_split(tmp_path, "train")
     write_miga(tmp_path, "train", np.zeros((2, 3, 60, 25, 1), np.float32), ["a"], [0])
     with pytest.raises(SMGDataError, match="1 names and 1 labels for 2 clips"):
-        raw.read_miga_split(tmp_path, "train")
+        miga.read_miga_split(tmp_path, "train")
     with (tmp_path / "train_label.pkl").open("wb") as f:
         pickle.dump((["a", "b"], [0, 1], Path("x")), f)  # a class outside the allow-list
     with pytest.raises(SMGDataError, match="refusing to load"):
-        raw.read_miga_split(tmp_path, "train")
+        miga.read_miga_split(tmp_path, "train")

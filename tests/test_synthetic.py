@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfds_smg import raw, synthetic
+from tfds_smg import miga, raw, synthetic, synthetic_plan
+from tfds_smg import synthetic_body as body
 
-KINECT_PARENT_EDGES = {(c, int(p)) for c, p in enumerate(synthetic.PARENT) if p >= 0}
+KINECT_PARENT_EDGES = {(c, int(p)) for c, p in enumerate(body.PARENT) if p >= 0}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_full_plan_matches_published_totals(full_plan):
     test = [p for p in full_plan if p.subject >= 36]
     assert [len(p.segments) for p in test] == [155, 164, 57, 121, 113]
     test_counts = np.bincount(np.concatenate([p.segments[:, 0] - 1 for p in test]), minlength=17)
-    np.testing.assert_array_equal(test_counts, synthetic.TEST_CLASS_COUNTS)
+    np.testing.assert_array_equal(test_counts, synthetic_plan.TEST_CLASS_COUNTS)
     train_labels = np.concatenate([p.segments[:, 0] - 1 for p in full_plan if p.subject <= 35])
     train_counts = np.bincount(train_labels, minlength=17)
     assert train_counts.min() >= 1 and train_counts.sum() == 3_082
@@ -80,13 +81,13 @@ def test_full_plan_segments_do_not_overlap_and_emotion_has_signal(full_plan):
 
 def test_every_class_moves_its_own_body_part():
     parts = {
-        0: {synthetic.HEAD}, 1: {synthetic.HEAD}, 2: {synthetic.LS, synthetic.RS},
-        5: {synthetic.RW, synthetic.RH}, 6: {synthetic.LW, synthetic.LH},
-        12: {synthetic.RK}, 13: {synthetic.RA, synthetic.RF}, 14: {synthetic.LF},
+        0: {body.HEAD}, 1: {body.HEAD}, 2: {body.LS, body.RS},
+        5: {body.RW, body.RH}, 6: {body.LW, body.LH},
+        12: {body.RK}, 13: {body.RA, body.RF}, 14: {body.LF},
     }  # fmt: skip
     signatures = []
     for c in range(17):
-        static, osc, freq = synthetic._mg_motion(c, synthetic.TEMPLATE)
+        static, osc, freq = body.mg_motion(c, body.TEMPLATE)
         motion = np.linalg.norm(static, axis=1) + np.linalg.norm(osc, axis=1)
         assert motion.max() > 0.005, f"class {c} barely moves"
         assert (freq > 0) == bool(np.abs(osc).sum() > 0)
@@ -101,9 +102,9 @@ def test_every_class_moves_its_own_body_part():
 def test_kinematic_tree_is_the_kinect_tree():
     """24 bones, one root (spine base), every joint reaches it."""
     assert len(KINECT_PARENT_EDGES) == 24
-    assert synthetic.SUBTREE[synthetic.SB].all()
-    assert synthetic.SUBTREE[synthetic.LW, [synthetic.LH, synthetic.LHT, synthetic.LT]].all()
-    assert not synthetic.SUBTREE[synthetic.LW, synthetic.RH]
+    assert body.SUBTREE[body.SB].all()
+    assert body.SUBTREE[body.LW, [body.LH, body.LHT, body.LT]].all()
+    assert not body.SUBTREE[body.LW, body.RH]
 
 
 # --- Writing: layout, marker, read-back ------------------------------------------
@@ -139,7 +140,7 @@ def test_reader_reads_back_what_was_written(tiny):
 
 
 def test_miga_files_follow_the_authors_preprocessing(tiny):
-    data, names, labels = raw.read_miga_split(tiny, "test")
+    data, names, labels = miga.read_miga_split(tiny, "test")
     plans = synthetic.make_plan(synthetic.SCALES["tiny"], seed=0)
     test_plans = [p for p in plans if p.subject >= 36]
     assert data.shape == (sum(len(p.segments) for p in test_plans), 3, 60, 25, 1)
@@ -158,25 +159,25 @@ def test_motion_looks_like_a_seated_kinect_body(tiny):
     xyz = sample.world_xyz[~sample.zero_frames]
     assert sample.zero_frames.sum() < 0.05 * sample.num_frames
     assert xyz[..., 2].min() > 1.8 and xyz[..., 2].max() < 3.5  # metres in front of the sensor
-    assert (xyz[:, synthetic.HEAD, 1] > xyz[:, synthetic.SB, 1] + 0.5).all()
-    assert (xyz[:, synthetic.RS, 0] > xyz[:, synthetic.LS, 0]).all()  # person faces the sensor
+    assert (xyz[:, body.HEAD, 1] > xyz[:, body.SB, 1] + 0.5).all()
+    assert (xyz[:, body.RS, 0] > xyz[:, body.LS, 0]).all()  # person faces the sensor
     bones = {
-        "upper arm": (synthetic.LS, synthetic.LE, 0.2, 0.35),
-        "thigh": (synthetic.RHIP, synthetic.RK, 0.35, 0.55),
-        "shin": (synthetic.LK, synthetic.LA, 0.35, 0.55),
+        "upper arm": (body.LS, body.LE, 0.2, 0.35),
+        "thigh": (body.RHIP, body.RK, 0.35, 0.55),
+        "shin": (body.LK, body.LA, 0.35, 0.55),
     }
     for name, (a, b, lo, hi) in bones.items():
         length = np.linalg.norm(xyz[:, a] - xyz[:, b], axis=-1).mean()
         assert lo < length < hi, f"{name} {length:.3f} m"
     quats = sample.skeleton[~sample.zero_frames][..., raw.ORIENTATION_WXYZ]
     norms = np.linalg.norm(quats, axis=-1)
-    leaves = list(synthetic.LEAVES)
+    leaves = list(body.LEAVES)
     assert np.allclose(np.delete(norms, leaves, axis=1), 1.0, atol=1e-3)
     assert not quats[:, leaves].any()
     pixels = sample.skeleton[~sample.zero_frames][..., raw.PIXEL_XY]
     assert (pixels >= 0).all() and (pixels[..., 0] < 512).all() and (pixels[..., 1] < 424).all()
     # Breathing and sway: the head moves, but only by centimetres outside MGs.
-    head = xyz[:, synthetic.HEAD]
+    head = xyz[:, body.HEAD]
     assert 0.002 < head.std(axis=0).max() < 0.1
 
 

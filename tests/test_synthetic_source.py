@@ -7,7 +7,7 @@ import pytest
 
 from smg_jax.data import synthetic_source
 from smg_jax.emotion.data import EmotionError
-from smg_jax.online.segments import OnlineError
+from smg_jax.online.errors import OnlineError
 from smg_jax.train.errors import ConfigError
 from tfds_smg import synthetic
 

@@ -18,7 +18,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_smg
-from tfds_smg import raw, synthetic
+from tfds_smg import miga, raw, synthetic
 
 DUMMY = Path(tfds_smg.__file__).parent / "dummy_data"
 SAMPLES = {split: [raw.read_sample(p, require_emotion=True) for p in raw.list_samples(DUMMY)
@@ -29,7 +29,7 @@ SAMPLES = {split: [raw.read_sample(p, require_emotion=True) for p in raw.list_sa
 def expected_counts(kind: str) -> dict[str, int]:
     """Examples per split, counted from the raw files."""
     if kind == "miga":
-        return {s: len(raw.read_miga_split(DUMMY, s)[1]) for s in SAMPLES}
+        return {s: len(miga.read_miga_split(DUMMY, s)[1]) for s in SAMPLES}
     per_sample = {
         "clips": lambda s: len(s.segments),
         "sequences": lambda s: 1,

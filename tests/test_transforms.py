@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from smg_jax import graph
+from smg_jax.data import joints, spatial, streams
 from smg_jax.data import transforms as T
 
 V = graph.NUM_JOINTS
@@ -34,7 +35,7 @@ def standing_body(num_frames: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def bone_lengths(joints: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(T.bones(joints.astype(np.float64), graph.BONE_PAIRS), axis=-1)
+    return np.linalg.norm(streams.bones(joints.astype(np.float64), graph.BONE_PAIRS), axis=-1)
 
 
 # ---------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def test_bone_stream_by_hand():
         ],
         dtype=np.float32,
     )
-    np.testing.assert_array_equal(T.bones(three_joint_clip(), PAIRS_3), expected)
+    np.testing.assert_array_equal(streams.bones(three_joint_clip(), PAIRS_3), expected)
 
 
 def test_motion_streams_by_hand():
@@ -169,10 +170,10 @@ def test_fill_missing_interpolates_and_avoids_spikes():
     np.testing.assert_allclose(filled[0], coded_clip(6)[1])
     np.testing.assert_allclose(filled[3], coded_clip(6)[3], rtol=1e-6)
     # Without the repair the motion stream jumps by metres; with it, by a frame.
-    assert np.abs(T.motion(clip)).max() > 3
-    assert np.abs(T.motion(filled)).max() <= 1.0 + 1e-5
+    assert np.abs(streams.motion(clip)).max() > 3
+    assert np.abs(streams.motion(filled)).max() <= 1.0 + 1e-5
     out = T.get_preset("resample", num_frames=6).apply(clip)
-    assert np.abs(T.bones(out, graph.BONE_PAIRS)).max() < 0.25
+    assert np.abs(streams.bones(out, graph.BONE_PAIRS)).max() < 0.25
 
 
 def test_fill_missing_never_tracked_joint_copies_a_neighbour():
@@ -181,7 +182,7 @@ def test_fill_missing_never_tracked_joint_copies_a_neighbour():
     clip[:, hand_tip] = 0.0
     filled = T.fill_missing(clip, graph.KINECT_V2)
     assert filled[:, hand_tip].any()
-    assert np.abs(T.bones(filled, graph.BONE_PAIRS)[:, hand_tip]).max() == 0.0
+    assert np.abs(streams.bones(filled, graph.BONE_PAIRS)[:, hand_tip]).max() == 0.0
     assert not T.fill_missing(np.zeros((4, V, 3), np.float32)).any()
 
 
@@ -189,18 +190,18 @@ def test_center_first_and_per_frame():
     clip = coded_clip(5)
     first = T.center(clip, T.SPINE_MID, "first")
     np.testing.assert_allclose(first, clip - clip[0, T.SPINE_MID], atol=1e-6)
-    per_frame = T.center(clip, T.SPINE_BASE, "frame")
-    assert not per_frame[:, T.SPINE_BASE].any()
-    np.testing.assert_allclose(per_frame, clip - clip[:, T.SPINE_BASE : T.SPINE_BASE + 1])
+    per_frame = T.center(clip, joints.SPINE_BASE, "frame")
+    assert not per_frame[:, joints.SPINE_BASE].any()
+    np.testing.assert_allclose(per_frame, clip - clip[:, joints.SPINE_BASE : joints.SPINE_BASE + 1])
     padded = T.authors_window(clip)
     assert not T.center(padded, T.SPINE_MID, "first")[5:].any()  # padding stays zero
 
 
 def test_normalize_view_aligns_hips_with_x_and_keeps_shape():
     body = standing_body().astype(np.float64)
-    turned = body @ T.rotation_y(0.7).T  # the person turned away from the sensor
+    turned = body @ spatial.rotation_y(0.7).T  # the person turned away from the sensor
     out = T.normalize_view(turned, "hip")
-    hips = out[:, T.RIGHT_HIP] - out[:, T.LEFT_HIP]
+    hips = out[:, joints.RIGHT_HIP] - out[:, joints.LEFT_HIP]
     mean = hips.mean(axis=0)
     assert mean[0] > 0 and abs(mean[2]) < 1e-9
     np.testing.assert_allclose(bone_lengths(out), bone_lengths(body), atol=1e-9)
@@ -234,9 +235,9 @@ def test_rotation_preserves_bone_lengths_and_scale_scales_them():
     assert max(abs(a) for a in params.angles) > 0.01
     rotated = T.augment(clip, params)
     np.testing.assert_allclose(bone_lengths(rotated), bone_lengths(clip), rtol=1e-10)
-    scaled = T.augment(clip, T.AugmentParams((0.0, 0.0, 0.0), 1.1, (0.0, 0.0, 0.0)))
+    scaled = T.augment(clip, spatial.AugmentParams((0.0, 0.0, 0.0), 1.1, (0.0, 0.0, 0.0)))
     np.testing.assert_allclose(bone_lengths(scaled), 1.1 * bone_lengths(clip), rtol=1e-10)
-    matrix = T.rotation_xyz((0.1, -0.2, 0.3))
+    matrix = spatial.rotation_xyz((0.1, -0.2, 0.3))
     np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-12)
 
 
@@ -269,7 +270,7 @@ def test_non_finite_clip_names_the_example():
     clip[2, 5, 1] = np.nan
     example = {"joints": clip, "sample_id": b"Sample0036", "segment_index": 7, "start": 3, "end": 7}
     with pytest.raises(T.DataError, match=r"Sample0036 segment 7 .*frame 2 joint 5"):
-        T.get_preset("authors").apply(clip, where=T.describe_example(example))
+        T.get_preset("authors").apply(clip, where=joints.describe_example(example))
     with pytest.raises(T.DataError, match=r"shape \(T, V, 3\)"):
         T.get_preset("authors").apply(clip[..., :2])
     with pytest.raises(T.DataError, match="no frames"):

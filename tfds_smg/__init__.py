@@ -35,7 +35,7 @@ def _hide_accelerators_from_tensorflow() -> None:
 
 _hide_accelerators_from_tensorflow()
 
-from tfds_smg import raw, synthetic  # noqa: E402
+from tfds_smg import miga, raw, synthetic  # noqa: E402
 from tfds_smg.raw import SMGDataError  # noqa: E402
 from tfds_smg.smg import (  # noqa: E402
     LABEL_NAMES,
@@ -55,6 +55,7 @@ __all__ = [
     "Smg",
     "SmgConfig",
     "load_class_names",
+    "miga",
     "raw",
     "split_of",
     "synthetic",

@@ -38,7 +38,7 @@ from etils import epath
 from tensorflow_datasets.core import file_adapters
 from tensorflow_datasets.core.utils import tqdm_utils
 
-from tfds_smg import raw, synthetic
+from tfds_smg import miga, raw, synthetic
 
 NUM_CLASSES = raw.NUM_CLASSES
 NO_MG_LABEL = NUM_CLASSES  # per-frame label of frames outside every MG (17)
@@ -309,7 +309,9 @@ class Smg(tfds.core.GeneratorBasedBuilder):
         }
 
     def _miga_splits(self, manual_dir: Path) -> dict[str, Any]:
-        present = [s for s in SPLITS if (manual_dir / raw.MIGA_DATA_NAME.format(split=s)).is_file()]
+        present = [
+            s for s in SPLITS if (manual_dir / miga.MIGA_DATA_NAME.format(split=s)).is_file()
+        ]
         if not present:
             raise raw.SMGDataError(
                 manual_dir,
@@ -338,7 +340,7 @@ class Smg(tfds.core.GeneratorBasedBuilder):
         self.info.metadata["splits"][split] = stats.as_dict()
 
     def _generate_miga(self, manual_dir: Path, split: str) -> Iterator[tuple[str, dict]]:
-        data, names, labels = raw.read_miga_split(manual_dir, split)
+        data, names, labels = miga.read_miga_split(manual_dir, split)
         if data.shape[4] > 1:
             logging.warning("smg/miga: %d bodies per clip; keeping body 0.", data.shape[4])
         joints = np.ascontiguousarray(data[..., 0].transpose(0, 2, 3, 1))  # (N, T, 25, 3)

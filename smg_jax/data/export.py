@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.format import open_memmap
 
+from smg_jax.data.joints import DataError, describe_example
 from smg_jax.data.pipeline import load_split
-from smg_jax.data.transforms import DataError, Preset, describe_example, get_preset, preset_names
+from smg_jax.data.transforms import Preset, get_preset, preset_names
 
 DATA_NAME = "{split}_data.npy"
 LABEL_NAME = "{split}_label.pkl"

@@ -28,6 +28,7 @@ training loop uses slices).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -35,7 +36,8 @@ from typing import Any
 import grain
 import numpy as np
 
-from smg_jax.data.transforms import DataError, Preset, describe_example
+from smg_jax.data.joints import DataError, describe_example
+from smg_jax.data.transforms import Preset
 
 Example = Mapping[str, Any]
 Batch = dict[str, np.ndarray]
@@ -233,44 +235,25 @@ class TrainIterator(Iterator[Batch]):
         source: Sequence[Example],
         preset: Preset,
         *,
-        batch_size: int,
-        seed: int,
-        shard_index: int = 0,
-        shard_count: int = 1,
-        num_epochs: int | None = None,
         num_threads: int = 2,
         prefetch: int = 4,
-        slice_index: int = 0,
-        slice_count: int = 1,
-        micro_batches: int = 1,
+        **stream: Any,
     ) -> None:
-        """See ``train_dataset`` for the arguments.
+        """The batches of ``train_dataset(source, preset, **stream)``.
 
         Args:
+          source, preset, stream: ``train_dataset``'s arguments (``batch_size``
+            and ``seed`` required; sharding, epochs, slices, micro-batches).
           num_threads: grain reader threads that build batches ahead of the
             consumer; 0 builds each batch on ``next()`` in the calling thread.
           prefetch: batches buffered ahead (with ``num_threads > 0``).
         """
-        self._batches = train_dataset(
-            source,
-            preset,
-            batch_size=batch_size,
-            seed=seed,
-            shard_index=shard_index,
-            shard_count=shard_count,
-            num_epochs=num_epochs,
-            slice_index=slice_index,
-            slice_count=slice_count,
-            micro_batches=micro_batches,
-        )
-        self._spec = _TrainSpec(
-            seed=seed,
-            batch_size=batch_size,
-            shard_index=shard_index,
-            shard_count=shard_count,
-            num_examples=len(source),
-            num_epochs=num_epochs,
-        )
+        self._batches = train_dataset(source, preset, **stream)
+        bound = inspect.signature(train_dataset).bind(source, preset, **stream)
+        bound.apply_defaults()
+        spec = {f.name: bound.arguments.get(f.name) for f in dataclasses.fields(_TrainSpec)}
+        self._spec = _TrainSpec(**{**spec, "num_examples": len(source)})
+        shard_index, shard_count = self._spec.shard_index, self._spec.shard_count
         self._shard_size = len(shard_indices(len(source), shard_index, shard_count))
         self._read_options = grain.ReadOptions(
             num_threads=num_threads, prefetch_buffer_size=max(prefetch, 1)
@@ -339,33 +322,15 @@ def train_iterator(
     source: Sequence[Example],
     preset: Preset,
     *,
-    batch_size: int,
-    seed: int,
-    shard_index: int = 0,
-    shard_count: int = 1,
-    num_epochs: int | None = None,
-    num_threads: int = 2,
-    prefetch: int = 4,
     state: Mapping[str, Any] | None = None,
-    slice_index: int = 0,
-    slice_count: int = 1,
-    micro_batches: int = 1,
+    **options: Any,
 ) -> TrainIterator:
-    """A ``TrainIterator``, restored to ``state`` when one is given (see ``TrainIterator``)."""
-    iterator = TrainIterator(
-        source,
-        preset,
-        batch_size=batch_size,
-        seed=seed,
-        shard_index=shard_index,
-        shard_count=shard_count,
-        num_epochs=num_epochs,
-        num_threads=num_threads,
-        prefetch=prefetch,
-        slice_index=slice_index,
-        slice_count=slice_count,
-        micro_batches=micro_batches,
-    )
+    """A ``TrainIterator(source, preset, **options)``, restored to ``state`` when one is given.
+
+    ``options`` are ``TrainIterator``'s keyword arguments (``batch_size`` and
+    ``seed`` required).
+    """
+    iterator = TrainIterator(source, preset, **options)
     if state is not None:
         iterator.set_state(state)
     return iterator
@@ -452,21 +417,8 @@ def eval_iterator(
 # ---------------------------------------------------------------------------
 
 
-def load_split(
-    data_dir: str | None,
-    config: str = "clips",
-    split: str = "train",
-    *,
-    manual_dir: str | None = None,
-) -> Sequence[Example]:
-    """Opens ``tfds.data_source('smg/<config>', split=split)`` (random access, array_record).
-
-    Args:
-      data_dir: TFDS data directory; ``None`` is TFDS's default (``~/tensorflow_datasets``).
-      config: builder config name (``"clips"`` for classification).
-      split: e.g. ``"train"``, ``"test"`` or a TFDS slice such as ``"train[:10%]"``.
-      manual_dir: the raw SMG folder; when given, the dataset is built first
-        if ``data_dir`` does not hold it yet.
+def prepared_builder(data_dir: str | None, config: str, manual_dir: str | None = None) -> Any:
+    """The TFDS builder of ``smg/<config>`` in ``data_dir``, built first from ``manual_dir``.
 
     Raises:
       DataError: the dataset is not built and no ``manual_dir`` was given.
@@ -488,7 +440,29 @@ def load_split(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
     _restore_alternative_formats(builder.info)
-    return builder.as_data_source(split=split)
+    return builder
+
+
+def load_split(
+    data_dir: str | None,
+    config: str = "clips",
+    split: str = "train",
+    *,
+    manual_dir: str | None = None,
+) -> Sequence[Example]:
+    """Opens ``tfds.data_source('smg/<config>', split=split)`` (random access, array_record).
+
+    Args:
+      data_dir: TFDS data directory; ``None`` is TFDS's default (``~/tensorflow_datasets``).
+      config: builder config name (``"clips"`` for classification).
+      split: e.g. ``"train"``, ``"test"`` or a TFDS slice such as ``"train[:10%]"``.
+      manual_dir: the raw SMG folder; when given, the dataset is built first
+        if ``data_dir`` does not hold it yet.
+
+    Raises:
+      DataError: the dataset is not built and no ``manual_dir`` was given.
+    """
+    return prepared_builder(data_dir, config, manual_dir).as_data_source(split=split)
 
 
 def _restore_alternative_formats(info: Any) -> None:

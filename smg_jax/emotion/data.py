@@ -14,21 +14,17 @@ instances are read once into a list and every fold indexes into it.
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from smg_jax.data import synthetic_source
-
-log = logging.getLogger(__name__)
+from smg_jax.data import sources
+from smg_jax.data.recordings import Recording, Segment, recording_from_example
 
 SMG_CONFIG = "emotion"
 STATE_NAMES = ("relaxed", "stressed")  # index = code // 10 (docs/data.md: our reading)
 NUM_MG_CLASSES = 17
-
-Segment = tuple[int, int, int]  # (label 0-16, start, end), frames [start, end)
 
 
 class EmotionError(ValueError):
@@ -152,41 +148,6 @@ def instance_from_example(example: Mapping[str, Any]) -> Instance:
     )
 
 
-def ensure_raw_data(data: Any) -> str | None:
-    """``synthetic_source.ensure_raw_data``, failing with ``EmotionError``."""
-    return synthetic_source.ensure_raw_data(data, EmotionError)
-
-
-def _open_splits(data: Any, config_name: str) -> tuple[list[Sequence[Any]], dict[str, Any], Any]:
-    """Both builder splits that exist (building first if needed), the metadata and the info."""
-    import tensorflow_datasets as tfds
-
-    import tfds_smg  # noqa: F401  (registers 'smg')
-    from smg_jax.data import pipeline
-
-    manual_dir = ensure_raw_data(data)
-    # Opening a split builds the whole dataset first when it is not built yet; a
-    # manual_dir with only test participants builds no 'train' split.
-    try:
-        pipeline.load_split(data.data_dir, config_name, "train", manual_dir=manual_dir)
-    except ValueError as err:
-        if "Unknown split" not in str(err):
-            raise
-    builder = tfds.builder(f"smg/{config_name}", data_dir=data.data_dir)
-    sources = [
-        pipeline.load_split(data.data_dir, config_name, split)
-        for split in ("train", "test")
-        if split in builder.info.splits
-    ]
-    return sources, dict(builder.info.metadata or {}), builder.info
-
-
-def _describe(metadata: Mapping[str, Any]) -> tuple[bool, str]:
-    synthetic = bool(metadata.get("synthetic", False))
-    scale = (metadata.get("synthetic_marker") or {}).get("scale", "?")
-    return synthetic, f"SYNTHETIC SMG ({scale} scale)" if synthetic else "SMG"
-
-
 def load(data: Any) -> EmotionData:
     """Opens (building if needed) ``smg/emotion`` and reads every instance of both splits.
 
@@ -194,32 +155,35 @@ def load(data: Any) -> EmotionData:
       data: the config's ``data`` section (``manual_dir``, ``data_dir``,
         ``synthetic_scale``, ``synthetic_seed``).
     """
-    sources, metadata, info = _open_splits(data, SMG_CONFIG)
-    instances = [instance_from_example(src[i]) for src in sources for i in range(len(src))]
+    opened = sources.open_smg(
+        data, SMG_CONFIG, ("train", "test"), error=EmotionError, missing_ok=True
+    )
+    instances = [instance_from_example(src[i]) for src in opened.sources for i in range(len(src))]
     instances.sort(key=lambda inst: (inst.subject, inst.index))
     if not instances:
         raise EmotionError(f"smg/emotion in {data.data_dir} holds no instance.")
     keys = [inst.key for inst in instances]
     if len(set(keys)) != len(keys):
         raise EmotionError("smg/emotion holds the same instance twice; rebuild the dataset.")
-    synthetic, description = _describe(metadata)
-    class_names = list(info.features["segments"]["label"].names)
+    class_names = list(opened.info.features["segments"]["label"].names)
     return EmotionData(
-        instances=instances, class_names=class_names, synthetic=synthetic, description=description
+        instances=instances,
+        class_names=class_names,
+        synthetic=opened.synthetic,
+        description=opened.description,
     )
 
 
-def load_recordings(data: Any) -> dict[str, Any]:
+def load_recordings(data: Any) -> dict[str, Recording]:
     """Every whole recording (``smg/sequences``, both splits) by ``sample_id``.
 
-    The online recognizers read whole recordings; the instances are stretches
-    of them. Returns ``{sample_id: smg_jax.online.Recording}``.
+    The MG recognizers read whole recordings; the instances are stretches of them.
     """
-    from smg_jax.online.segments import recording_from_example
-
-    sources, _, _ = _open_splits(data, "sequences")
+    opened = sources.open_smg(
+        data, "sequences", ("train", "test"), error=EmotionError, missing_ok=True
+    )
     recordings = {}
-    for source in sources:
+    for source in opened.sources:
         for i in range(len(source)):
             recording = recording_from_example(source[i])
             recordings[recording.name] = recording

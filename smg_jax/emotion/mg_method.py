@@ -1,7 +1,7 @@
 """The MG-based method for one fold: MGs per instance -> features -> logistic regression.
 
-Which MGs an instance holds comes from ``mg.source`` (ground truth, the
-online recognizer trained here, or a folder of its predictions) for the
+Which MGs an instance holds comes from ``mg.source`` (ground truth, a
+recognizer trained here, or a folder of the online command's predictions) for the
 test instances and from ``mg.train_on`` for the training instances; see
 ``smg_jax.emotion.recognized`` for what each choice means and costs.
 """
@@ -19,6 +19,7 @@ import numpy as np
 from smg_jax.emotion import features, logreg, protocols, recognized
 from smg_jax.emotion.data import EmotionData, EmotionError, Instance, Segment
 from smg_jax.emotion.protocols import Fold
+from smg_jax.online.metric import score_segments
 
 
 def check_config(mg: ml_collections.ConfigDict) -> None:
@@ -144,15 +145,26 @@ def make_source(
     data: EmotionData,
     workdir: pathlib.Path,
     load_recordings: Callable[[], dict[str, Any]],
+    train_recognizer: recognized.TrainRecognizer | None = None,
 ) -> SegmentSource:
-    """The ``SegmentSource`` of the config (loads recordings only when a recognizer needs them)."""
+    """The ``SegmentSource`` of the config (loads recordings only when a recognizer needs them).
+
+    ``train_recognizer`` fits the recognizer ``mg.recognizer`` (needed when
+    ``mg.source == "recognizer"``; see ``recognized.TrainRecognizer``).
+    """
     mg = config.mg
     check_config(mg)
     if mg.source == "ground_truth":
         return SegmentSource(mg)
     if mg.source == "recognizer":
+        if train_recognizer is None:
+            raise EmotionError(
+                "mg.source='recognizer' needs a recognizer to train: pass train_recognizer="
+                "smg_jax.online.recognizers.trainer(config.online, config.mg.recognizer) to "
+                "emotion.run.run (experiments/emotion.py does)."
+            )
         recognizer = recognized.Recognizer(
-            config.online, mg.recognizer, load_recordings(), workdir / "recognizers"
+            mg.recognizer, load_recordings(), workdir / "recognizers", train_recognizer
         )
         return SegmentSource(mg, recognizer=recognizer)
     ids = {inst.sample_id for inst in data.instances}
@@ -206,8 +218,6 @@ def run_fold(
     if mg.source != "ground_truth":
         # How well the recognizer found the annotated MGs of the test instances (the
         # online protocol's IoU > 0.3 one-to-one match): ties emotion accuracy to it.
-        from smg_jax.online.metric import score_segments
-
         recognition = score_segments(
             {inst.key: inst.segments for inst in test},
             {inst.key: segs for inst, segs in zip(test, test_segments, strict=True)},

@@ -14,13 +14,14 @@ folder of ``SampleNNNN.csv`` files in the raw label layout (no header, rows
     ``mg.predictions_train_subjects`` says whom the recognizer was trained on
     and any fold testing one of them is refused.
 ``mg.source = "recognizer"``
-    Trains the online recognizer here, per fold, through its Python API
-    (``framework.train_authors`` / ``detector.train_detector`` with the
-    config's ``online`` section), on the fold's training participants only,
-    and decodes the fold's test recordings: cross-fitting, so every protocol
-    works. Each trained recognizer and its decoded recordings are cached
-    under ``<workdir>/recognizers/<kind>/train_<participants>/`` (checkpoints
-    and the same CSV layout), so a resumed run retrains nothing.
+    Trains a recognizer here, per fold, through the ``train`` callable the
+    caller passes (``experiments/emotion.py`` passes
+    ``smg_jax.online.recognizers.trainer(config.online, mg.recognizer)``), on
+    the fold's training participants only, and decodes the fold's test
+    recordings: cross-fitting, so every protocol works. Each trained
+    recognizer and its decoded recordings are cached under
+    ``<workdir>/recognizers/<kind>/train_<participants>/`` (checkpoints and
+    the same CSV layout), so a resumed run retrains nothing.
 
 The classifier's *training* instances need MGs too (``mg.train_on``):
 ``ground_truth`` (train on the annotated MGs, test on recognized ones),
@@ -36,11 +37,10 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import ml_collections
-
+from smg_jax.data.recordings import Recording, RecordingError, read_csv, write_csv
 from smg_jax.emotion.data import NUM_MG_CLASSES, EmotionError, Segment
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,6 @@ def read_predictions_dir(
       EmotionError: the folder or a recording's file is missing (the message
         names it and how to produce it), or a file is malformed.
     """
-    from smg_jax.online.segments import OnlineError, read_csv
-
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         raise EmotionError(
@@ -91,32 +89,37 @@ def read_predictions_dir(
             )
         try:
             out[sample_id] = read_csv(path, num_classes=NUM_MG_CLASSES)
-        except OnlineError as err:
+        except RecordingError as err:
             raise EmotionError(str(err)) from err
     return out
 
 
+TrainRecognizer = Callable[[Sequence[Recording], pathlib.Path], Callable[[Recording], Any]]
+"""``train(recordings, folder) -> decode``: fits an MG recognizer on ``recordings``
+(its files under ``folder``) and returns ``decode(recording) -> [(label 0-16, start,
+end), ...]``. The caller chooses which (``smg_jax.online.recognizers.trainer``)."""
+
+
 class Recognizer:
-    """Trains the configured online recognizer on a set of participants and decodes recordings.
+    """Trains an MG recognizer on a set of participants and decodes recordings, with a cache.
 
     Args:
-      online: the config's ``online`` section (``authors`` and ``detector``
-        sections of ``experiments/configs/online_base.py``).
-      kind: one of ``RECOGNIZERS``.
-      recordings: ``{sample_id: smg_jax.online.Recording}``, every recording.
+      kind: the recognizer's name (one of ``RECOGNIZERS``; names the cache folders).
+      recordings: ``{sample_id: smg_jax.data.recordings.Recording}``, every recording.
       workdir: where trained recognizers and decoded CSV files go.
+      train: fits the recognizer ``kind`` (see ``TrainRecognizer``).
     """
 
     def __init__(
         self,
-        online: ml_collections.ConfigDict,
         kind: str,
-        recordings: Mapping[str, Any],
+        recordings: Mapping[str, Recording],
         workdir: pathlib.Path,
+        train: TrainRecognizer,
     ) -> None:
         if kind not in RECOGNIZERS:
             raise EmotionError(f"mg.recognizer={kind!r}; choose from {list(RECOGNIZERS)}.")
-        self.online, self.kind = online, kind
+        self.kind, self.train = kind, train
         self.recordings = dict(recordings)
         self.workdir = pathlib.Path(workdir)
         self.trained = 0  # recognizers trained (or restored) by this object
@@ -136,7 +139,6 @@ class Recognizer:
         the recognizer's own training participants (``mg.train_on='in_sample'``);
         otherwise asking for one is an error (it would leak).
         """
-        from smg_jax.online.segments import read_csv, write_csv
 
         wanted = sorted(set(sample_ids))
         unknown = [s for s in wanted if s not in self.recordings]
@@ -175,15 +177,4 @@ class Recognizer:
             folder,
         )
         self.trained += 1
-        if self.kind == "authors":
-            from smg_jax.online import framework
-
-            model = framework.train_authors(
-                self.online, training, folder, num_classes=NUM_MG_CLASSES
-            )
-            return lambda recording: framework.decode_recording(model, recording).segments
-        from smg_jax.online import detector
-
-        model = detector.train_detector(self.online, training, folder, num_classes=NUM_MG_CLASSES)
-        decoder = self.kind.removeprefix("detector_")
-        return lambda recording: model.detect(recording)[0][decoder]
+        return self.train(training, folder)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics as cls_metrics
 from smg_jax.emotion import data as data_lib
-from smg_jax.emotion import end_to_end, features, mg_method, protocols, report, scores
+from smg_jax.emotion import end_to_end, features, mg_method, protocols, recognized, report, scores
 from smg_jax.emotion.data import STATE_NAMES, EmotionData, EmotionError
 from smg_jax.train import loop as cls_loop
 
@@ -125,13 +125,42 @@ def _outcome_path(workdir: pathlib.Path, fold: protocols.Fold) -> pathlib.Path:
     return workdir / "folds" / fold.name() / "outcome.json"
 
 
-def _run_folds(config, data: EmotionData, folds, workdir: pathlib.Path) -> list[dict[str, Any]]:
+def _mg_fold(config, data: EmotionData, fold, train_pos, test_pos, source, fold_dir):
+    """One fold of the MG-based method: its result, and what its outcome file adds."""
+    result = mg_method.run_fold(config, data, fold, train_pos, test_pos, source)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        fold_dir / "features.npz",
+        train_features=result["train_features"],
+        test_features=result["test_features"],
+        train_labels=data.states[train_pos],
+        test_labels=data.states[test_pos],
+        feature_names=np.asarray(features.feature_names(config.mg.features, data.class_names)),
+    )
+    extra = {
+        "coef": result["coef"].tolist(),
+        "intercept": result["intercept"],
+        "solver_iterations": result["iterations"],
+        "mean_mgs_per_train_instance": result["mean_mgs_train"],
+        "mean_mgs_per_test_instance": result["mean_mgs_test"],
+        "recognition": result["recognition"],
+    }
+    return result, extra
+
+
+def _run_folds(
+    config, data: EmotionData, folds, workdir: pathlib.Path, train_recognizer=None
+) -> list[dict[str, Any]]:
     """Every fold's outcome (read back when finished before), in fold order."""
     progress = bool(config.train.progress_bar)
     source = None
     if config.method == "mg_features":
         source = mg_method.make_source(
-            config, data, workdir, lambda: data_lib.load_recordings(config.data)
+            config,
+            data,
+            workdir,
+            lambda: data_lib.load_recordings(config.data),
+            train_recognizer,
         )
     outcomes = []
     window = config.window
@@ -163,26 +192,7 @@ def _run_folds(config, data: EmotionData, folds, workdir: pathlib.Path) -> list[
                 outcomes.append(outcome)
                 continue
         if config.method == "mg_features":
-            result = mg_method.run_fold(config, data, fold, train_pos, test_pos, source)
-            fold_dir.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                fold_dir / "features.npz",
-                train_features=result["train_features"],
-                test_features=result["test_features"],
-                train_labels=data.states[train_pos],
-                test_labels=data.states[test_pos],
-                feature_names=np.asarray(
-                    features.feature_names(config.mg.features, data.class_names)
-                ),
-            )
-            extra = {
-                "coef": result["coef"].tolist(),
-                "intercept": result["intercept"],
-                "solver_iterations": result["iterations"],
-                "mean_mgs_per_train_instance": result["mean_mgs_train"],
-                "mean_mgs_per_test_instance": result["mean_mgs_test"],
-                "recognition": result["recognition"],
-            }
+            result, extra = _mg_fold(config, data, fold, train_pos, test_pos, source, fold_dir)
         else:
             result = end_to_end.train_fold(
                 config, fold_dir, train, test, fold_index=fold.index, description=data.description
@@ -204,8 +214,16 @@ def _run_folds(config, data: EmotionData, folds, workdir: pathlib.Path) -> list[
     return outcomes
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    *,
+    train_recognizer: recognized.TrainRecognizer | None = None,
+) -> dict[str, Any]:
     """Runs ``config.method`` under ``config.protocol`` and writes every output (module docstring).
+
+    ``train_recognizer`` fits the MG recognizer that ``mg.source='recognizer'``
+    needs (``smg_jax.online.recognizers.trainer(config.online, config.mg.recognizer)``).
 
     Returns the dict also written to ``workdir/results.json``.
     """
@@ -230,7 +248,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
         describe_protocol(config.protocol),
         describe_method(config),
     )
-    outcomes = _run_folds(config, data, folds, workdir)
+    outcomes = _run_folds(config, data, folds, workdir, train_recognizer)
     return write_results(config, workdir, data, outcomes)
 
 
@@ -245,36 +263,35 @@ def _fold_rows(data: EmotionData, outcomes, predict) -> list[dict[str, Any]]:
     return rows
 
 
-def write_results(config, workdir: pathlib.Path, data: EmotionData, outcomes) -> dict[str, Any]:
-    """Tables, plots, predictions; returns the results dict (see the module docstring)."""
-    method = describe_method(config)
-    protocol = describe_protocol(config.protocol)
+def _predict(outcome) -> np.ndarray:
+    return np.argmax(np.asarray(outcome["logits"]), axis=1)
 
-    def predict(outcome) -> np.ndarray:
-        return np.argmax(np.asarray(outcome["logits"]), axis=1)
+
+def _scores(data: EmotionData, outcomes) -> dict[str, Any]:
+    """Per-fold and pooled scores of the method and of the majority-class baseline."""
 
     def majority(outcome) -> np.ndarray:
         return scores.majority_predictions(
             data.states[outcome["train_positions"]], len(outcome["test_positions"])
         )
 
-    per_fold = _fold_rows(data, outcomes, predict)
+    per_fold = _fold_rows(data, outcomes, _predict)
     baseline_folds = _fold_rows(data, outcomes, majority)
     all_positions = np.concatenate([np.asarray(o["test_positions"], np.int64) for o in outcomes])
     all_labels = data.states[all_positions]
-    pooled = scores.pooled(np.concatenate([predict(o) for o in outcomes]), all_labels)
-    baseline = {
-        "summary": scores.aggregate(baseline_folds),
-        "pooled": scores.pooled(np.concatenate([majority(o) for o in outcomes]), all_labels),
-        "per_fold": baseline_folds,
+    return {
+        "per_fold": per_fold,
+        "summary": scores.aggregate(per_fold),
+        "pooled": scores.pooled(np.concatenate([_predict(o) for o in outcomes]), all_labels),
+        "baseline": {
+            "summary": scores.aggregate(baseline_folds),
+            "pooled": scores.pooled(np.concatenate([majority(o) for o in outcomes]), all_labels),
+            "per_fold": baseline_folds,
+        },
     }
-    summary = scores.aggregate(per_fold)
-    title = f"Emotional state, relaxed vs stressed: {protocol} ({data.description})"
-    confusion_png = report.write_confusion(
-        pooled["confusion_matrix"],
-        workdir / "confusion_matrix.png",
-        title=short_title(config, data),
-    )
+
+
+def _data_note(data: EmotionData) -> str:
     note = (
         f"Data: {data.description}, {len(data.instances)} instances of {len(data.subjects)} "
         f"participants; each instance tested once, by the fold that did not train on its "
@@ -284,74 +301,50 @@ def write_results(config, workdir: pathlib.Path, data: EmotionData, outcomes) ->
     )
     if data.synthetic:
         note += " **SYNTHETIC data: these are not SMG results.**"
+    return note
+
+
+def _mg_results(config, workdir: pathlib.Path, data: EmotionData, outcomes):
+    """The MG-based method's extra results and report sections (class weights, MG counts)."""
+    coefs = np.asarray([o["coef"] for o in outcomes], np.float64)
+    weights = mg_method.class_weights(coefs, tuple(config.mg.features), data.class_names)
+    png = report.plot_class_weights(
+        weights, workdir / "class_weights.png", title=short_title(config, data)
+    )
+    mgs_train = np.mean([o["mean_mgs_per_train_instance"] for o in outcomes])
+    mgs_test = np.mean([o["mean_mgs_per_test_instance"] for o in outcomes])
+    truth = np.mean([len(inst.segments) for inst in data.instances])
     sections = [
-        f"### {title}",
-        scores.method_table(
-            {
-                method: {"summary": summary, "pooled": pooled, "num_folds": len(outcomes)},
-                "majority class (chance)": {**baseline, "num_folds": len(outcomes)},
-            }
-        ),
-        note,
-        "### Per fold\n\n" + scores.fold_table(per_fold, summary),
+        f"MGs per instance (mean over folds): {mgs_train:.2f} in the classifier's training "
+        f"instances, {mgs_test:.2f} in its test instances; the ground truth holds "
+        f"{truth:.2f}."
     ]
-    results: dict[str, Any] = {
-        "method": method,
-        "method_kind": config.method,
-        "protocol": {
-            "description": protocol,
-            **json.loads(config.protocol.to_json_best_effort()),
-        },
-        "data": data.description,
-        "synthetic": data.synthetic,
-        "num_instances": len(data.instances),
-        "summary": summary,
-        "pooled": pooled,
-        "folds": per_fold,
-        "majority_baseline": baseline,
-        "confusion_matrix_png": str(confusion_png),
-    }
-    if config.method == "mg_features":
-        coefs = np.asarray([o["coef"] for o in outcomes], np.float64)
-        weights = mg_method.class_weights(coefs, tuple(config.mg.features), data.class_names)
-        png = report.plot_class_weights(
-            weights, workdir / "class_weights.png", title=short_title(config, data)
-        )
-        mgs_train = np.mean([o["mean_mgs_per_train_instance"] for o in outcomes])
-        mgs_test = np.mean([o["mean_mgs_per_test_instance"] for o in outcomes])
-        truth = np.mean([len(inst.segments) for inst in data.instances])
+    results: dict[str, Any] = {}
+    recognition = _pooled_recognition(outcomes)
+    if recognition is not None:
+        results["recognition_of_test_mgs"] = recognition
         sections.append(
-            f"MGs per instance (mean over folds): {mgs_train:.2f} in the classifier's training "
-            f"instances, {mgs_test:.2f} in its test instances; the ground truth holds "
-            f"{truth:.2f}."
+            "Recognized MGs inside the test instances against the annotated ones (IoU > 0.3, "
+            f"one-to-one, pooled over folds): recall {recognition['recall']:.3f}, precision "
+            f"{recognition['precision']:.3f}, F1 {recognition['f1']:.3f} "
+            f"({recognition['matched']} of {recognition['ground_truth']} found, "
+            f"{recognition['predicted']} predicted)."
         )
-        recognition = _pooled_recognition(outcomes)
-        if recognition is not None:
-            results["recognition_of_test_mgs"] = recognition
-            sections.append(
-                "Recognized MGs inside the test instances against the annotated ones (IoU > 0.3, "
-                f"one-to-one, pooled over folds): recall {recognition['recall']:.3f}, precision "
-                f"{recognition['precision']:.3f}, F1 {recognition['f1']:.3f} "
-                f"({recognition['matched']} of {recognition['ground_truth']} found, "
-                f"{recognition['predicted']} predicted)."
-            )
-        sections.append(
-            "### Which MG classes weigh most (standardised logistic-regression weights, "
-            "mean ± std over folds; positive = towards stressed)\n\n"
-            + report.class_weights_table(weights)
-        )
-        results["class_weights"] = weights
-        results["feature_names"] = features.feature_names(config.mg.features, data.class_names)
-        results["coefficients_per_fold"] = coefs.tolist()
-        results["class_weights_png"] = str(png)
-        results["mean_mgs_per_test_instance"] = [o["mean_mgs_per_test_instance"] for o in outcomes]
-    else:
-        results["training"] = [
-            {k: o[k] for k in ("steps", "train_windows", "test_windows", "num_params", "history")}
-            for o in outcomes
-        ]
-    (workdir / "results.md").write_text("\n\n".join(sections) + "\n")
-    cls_metrics.write_json(results, workdir / "results.json")
+    sections.append(
+        "### Which MG classes weigh most (standardised logistic-regression weights, "
+        "mean ± std over folds; positive = towards stressed)\n\n"
+        + report.class_weights_table(weights)
+    )
+    results["class_weights"] = weights
+    results["feature_names"] = features.feature_names(config.mg.features, data.class_names)
+    results["coefficients_per_fold"] = coefs.tolist()
+    results["class_weights_png"] = str(png)
+    results["mean_mgs_per_test_instance"] = [o["mean_mgs_per_test_instance"] for o in outcomes]
+    return results, sections
+
+
+def _prediction_rows(data: EmotionData, outcomes) -> list[dict[str, Any]]:
+    """One ``predictions.csv`` row per tested instance: its state, prediction, P(stressed)."""
     rows = []
     for outcome in outcomes:
         logits = np.asarray(outcome["logits"], np.float64)
@@ -371,7 +364,60 @@ def write_results(config, workdir: pathlib.Path, data: EmotionData, outcomes) ->
                     "p_stressed": f"{prob:.4f}",
                 }
             )
-    report.write_predictions_csv(workdir / "predictions.csv", rows)
+    return rows
+
+
+def write_results(config, workdir: pathlib.Path, data: EmotionData, outcomes) -> dict[str, Any]:
+    """Tables, plots, predictions; returns the results dict (see the module docstring)."""
+    method = describe_method(config)
+    protocol = describe_protocol(config.protocol)
+    scored = _scores(data, outcomes)
+    summary, pooled, baseline = scored["summary"], scored["pooled"], scored["baseline"]
+    title = f"Emotional state, relaxed vs stressed: {protocol} ({data.description})"
+    confusion_png = report.write_confusion(
+        pooled["confusion_matrix"],
+        workdir / "confusion_matrix.png",
+        title=short_title(config, data),
+    )
+    sections = [
+        f"### {title}",
+        scores.method_table(
+            {
+                method: {"summary": summary, "pooled": pooled, "num_folds": len(outcomes)},
+                "majority class (chance)": {**baseline, "num_folds": len(outcomes)},
+            }
+        ),
+        _data_note(data),
+        "### Per fold\n\n" + scores.fold_table(scored["per_fold"], summary),
+    ]
+    results: dict[str, Any] = {
+        "method": method,
+        "method_kind": config.method,
+        "protocol": {
+            "description": protocol,
+            **json.loads(config.protocol.to_json_best_effort()),
+        },
+        "data": data.description,
+        "synthetic": data.synthetic,
+        "num_instances": len(data.instances),
+        "summary": summary,
+        "pooled": pooled,
+        "folds": scored["per_fold"],
+        "majority_baseline": baseline,
+        "confusion_matrix_png": str(confusion_png),
+    }
+    if config.method == "mg_features":
+        extra, more_sections = _mg_results(config, workdir, data, outcomes)
+        results.update(extra)
+        sections += more_sections
+    else:
+        results["training"] = [
+            {k: o[k] for k in ("steps", "train_windows", "test_windows", "num_params", "history")}
+            for o in outcomes
+        ]
+    (workdir / "results.md").write_text("\n\n".join(sections) + "\n")
+    cls_metrics.write_json(results, workdir / "results.json")
+    report.write_predictions_csv(workdir / "predictions.csv", _prediction_rows(data, outcomes))
     log.info("Results: %s, %s, %s", workdir / "results.md", workdir / "results.json", confusion_png)
     return results
 

@@ -16,13 +16,14 @@ rngs={"dropout": key})``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import numpy as np
+
+from smg_jax import registry
 
 # name -> (module path, one-line description)
 MODELS: dict[str, tuple[str, str]] = {
@@ -40,11 +41,8 @@ class UnknownModelError(KeyError):
 
 
 def _load(name: str) -> Any:
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise UnknownModelError(f"Unknown model {name!r}; known models: {sorted(MODELS)}.{hint}")
-    return importlib.import_module(MODELS[name][0])
+    path, _ = registry.lookup(MODELS, name, what="model", error=UnknownModelError)
+    return importlib.import_module(path)
 
 
 def create(name: str, *, num_classes: int, **overrides: Any) -> nn.Module:

@@ -45,9 +45,10 @@ import numpy as np
 
 from smg_jax import metrics, models
 from smg_jax.data import pipeline, transforms
-from smg_jax.online import hmm, training
+from smg_jax.data.recordings import Recording
+from smg_jax.online import hmm, training, viterbi
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import iou
-from smg_jax.online.segments import OnlineError, Recording
 from smg_jax.train import jit, losses, steps
 from smg_jax.train import state as state_lib
 
@@ -198,7 +199,7 @@ def hmm_segments(
     log_lik = hmm.emission_log_likelihood(log_states, options, log_class_prior[state_class])
     log_init, log_trans = hmm.log_transitions(counts, options)
     started = time.perf_counter()
-    path, scores = hmm.decode_path(log_init, log_trans, log_lik)
+    path, scores = viterbi.decode_path(log_init, log_trans, log_lik)
     seconds = time.perf_counter() - started
     rows = hmm.extract_segments(path, scores, options)
     return [(label, begin, end + 1, gain) for label, begin, end, gain in rows], seconds

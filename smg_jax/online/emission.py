@@ -29,7 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from smg_jax.online.segments import OnlineError
+from smg_jax import registry
+from smg_jax.online.errors import OnlineError
 
 _glorot = nn.initializers.glorot_uniform()
 _KERAS_BN = dict(momentum=0.99, epsilon=1e-3)
@@ -102,6 +103,9 @@ class AttentionBiGRU(nn.Module):
         return nn.Dense(self.num_states, kernel_init=_glorot)(x)
 
 
+# Not in ``smg_jax.models.MODELS``: that table holds skeleton classifiers ((N, M, T, V, C)
+# -> logits, PyTorch loaders); these map feature rows to HMM-state logits. Both tables are
+# read through ``smg_jax.registry.lookup``.
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     module: type[nn.Module]
@@ -114,13 +118,13 @@ EMISSION_MODELS: dict[str, _Entry] = {
 }
 
 
+def _entry(name: str) -> _Entry:
+    return registry.lookup(EMISSION_MODELS, name, what="emission model", error=OnlineError)
+
+
 def create(name: str, *, num_states: int, **overrides: Any) -> nn.Module:
     """Emission network ``name`` (``mlp`` or ``att_bigru``) with field ``overrides``."""
-    if name not in EMISSION_MODELS:
-        raise OnlineError(
-            f"Unknown emission model {name!r}; choose from {sorted(EMISSION_MODELS)}."
-        )
-    module = EMISSION_MODELS[name].module
+    module = _entry(name).module
     fields = {f.name for f in dataclasses.fields(module)} - {"parent", "name", "num_states"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
@@ -133,11 +137,7 @@ def create(name: str, *, num_states: int, **overrides: Any) -> nn.Module:
 
 def output_of(name: str) -> str:
     """``"softmax"`` or ``"sigmoid"``: the output activation of emission model ``name``."""
-    if name not in EMISSION_MODELS:
-        raise OnlineError(
-            f"Unknown emission model {name!r}; choose from {sorted(EMISSION_MODELS)}."
-        )
-    return EMISSION_MODELS[name].output
+    return _entry(name).output
 
 
 def log_outputs(logits: jax.Array, output: str) -> jax.Array:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smg_jax.online.segments import OnlineError
+from smg_jax.online.errors import OnlineError
 
 NUM_JOINTS = 25
 PAIR_I, PAIR_J = np.triu_indices(NUM_JOINTS, k=1)  # (0,1), (0,2), ..., (0,24), (1,2), ...

@@ -34,8 +34,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from smg_jax import metrics
-from smg_jax.online import emission, features, hmm, training
-from smg_jax.online.segments import OnlineError, Recording
+from smg_jax.data.recordings import Recording
+from smg_jax.online import emission, features, hmm, training, viterbi
+from smg_jax.online.errors import OnlineError
 from smg_jax.train import jit, steps
 from smg_jax.train import state as state_lib
 
@@ -362,7 +363,7 @@ def decode_recording(model: AuthorsModel, recording: Recording) -> Decoded:
     network_seconds = time.perf_counter() - started
     log_init, log_trans = model.transitions
     started = time.perf_counter()
-    path, scores = hmm.decode_path(log_init, log_trans, log_lik)
+    path, scores = viterbi.decode_path(log_init, log_trans, log_lik)
     viterbi_seconds = time.perf_counter() - started
     raw = hmm.extract_segments(path, scores, options)
     return Decoded(

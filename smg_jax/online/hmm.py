@@ -1,8 +1,8 @@
-"""The HMM of the authors' online recognizer: statistics, targets, emissions, Viterbi, segments.
+"""The HMM of the authors' online recognizer: statistics, targets, emissions, segments.
 
 States: ``S`` (5) per class, class ``c`` step ``s`` is state ``S c + s``, and
 one rest ("no MG") state, the last index (``S K``; 85 for SMG). Frames are
-decoded as *feature rows*: row ``r`` describes frames ``r`` and ``r + 1``
+decoded (``viterbi``) as *feature rows*: row ``r`` describes frames ``r`` and ``r + 1``
 (``features``).
 
 Every choice of the authors' code is the default of an ``HMMOptions`` field,
@@ -27,14 +27,14 @@ segment_rule        ``authors``             ``class_runs``: a segment is a run o
                                             states
 ==================  ======================  ==================================================
 
-What the authors' code does, and the one place where it differs from
-``shared/smg/ONLINE.md``: the prior is saved with ``scipy.io.savemat`` and
-read back with ``loadmat``, which returns a ``(1, 86)`` row, so in
-``viterbi_path_log`` ``prior[0]`` is the whole vector of log prior counts and
-``score[i, t-1] + logA[i, j] + loglik[j, t] - logprior[i]`` subtracts the log
-prior count of the *source* state ``i`` (a rough row normalization of the
-counts), not a constant. ``counts_source_shift`` reproduces that;
-``counts_state0_shift`` is the constant reading.
+What the authors' code does where a plain reading of their method differs:
+the prior is saved with ``scipy.io.savemat`` and read back with ``loadmat``,
+which returns a ``(1, 86)`` row, so in ``viterbi_path_log`` ``prior[0]`` is
+the whole vector of log prior counts and ``score[i, t-1] + logA[i, j] +
+loglik[j, t] - logprior[i]`` subtracts the log prior count of the *source*
+state ``i`` (a rough row normalization of the counts), not a constant.
+``counts_source_shift`` reproduces that; ``counts_state0_shift`` is the
+constant reading.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ import dataclasses
 import pathlib
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from smg_jax.online.segments import OnlineError, Segment
+from smg_jax.data.recordings import Segment
+from smg_jax.online.errors import OnlineError
+from smg_jax.online.viterbi import decode_path
 
 FRAMES = ("one_based", "zero_based")
 ALIGNMENTS = ("authors", "consistent")
@@ -410,108 +410,6 @@ def emission_log_likelihood(
         out[:b, rest] = 0.0
         out[-b:, rest] = 0.0
     return out
-
-
-# ---------------------------------------------------------------------------
-# Viterbi.
-# ---------------------------------------------------------------------------
-
-
-@jax.jit
-def viterbi(
-    log_init: jax.Array,
-    log_trans: jax.Array,
-    log_lik: jax.Array,
-    length: jax.Array | int | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """The most likely state path, by ``jax.lax.scan`` over rows, vectorized over states.
-
-    ``score[0] = log_init + log_lik[0]``; ``score[t, j] = max_i (score[t-1, i] +
-    log_trans[i, j]) + log_lik[t, j]``. The forward scan keeps only the
-    scores (a max over an ``(N, N)`` block per row); the backward scan
-    recovers each predecessor as ``argmax_i (score[t-1, i] + log_trans[i, j])``
-    of one column, the same comparison the forward step made. This avoids
-    an ``(N, N)`` argmax per row, the slow part on CPU (about 15x). Ties go
-    to the lowest state index, as NumPy's ``argmax`` in the authors' loop.
-
-    Args:
-      log_init: ``(N,)``; zeros for the authors' decoder (no prior at frame 0).
-      log_trans: ``(N, N)``, ``[source, target]``.
-      log_lik: ``(T, N)``, ``T >= 1``.
-      length: rows that are real (``1 <= length <= T``; default ``T``): rows
-        from ``length`` on are padding that leaves the scores and the path
-        unchanged, so that recordings padded to a few bucket sizes share one
-        compiled decoder.
-
-    Returns:
-      ``(path (T,) int32, scores (T, N))`` in the dtype of ``log_lik``; rows
-      from ``length`` on repeat the last real row.
-    """
-    total = log_lik.shape[0]
-    length = total if length is None else length
-    times = jnp.arange(total)
-
-    def forward(score, inputs):
-        row_lik, t = inputs
-        new = jnp.max(score[:, None] + log_trans, axis=0) + row_lik
-        score = jnp.where(t < length, new, score)
-        return score, score
-
-    first = log_init + log_lik[0]
-    last_score, rest_scores = jax.lax.scan(forward, first, (log_lik[1:], times[1:]))
-    scores = jnp.concatenate([first[None], rest_scores], axis=0)
-    last = jnp.argmax(last_score).astype(jnp.int32)
-
-    def backward(state, inputs):
-        previous_scores, t = inputs  # the scores of row t; `state` is the state at row t + 1
-        best = jnp.argmax(previous_scores + log_trans[:, state]).astype(jnp.int32)
-        state = jnp.where(t + 1 < length, best, state)
-        return state, state
-
-    _, earlier = jax.lax.scan(backward, last, (scores[:-1], times[:-1]), reverse=True)
-    return jnp.concatenate([earlier, last[None]]), scores
-
-
-def bucket(rows: int) -> int:
-    """Padded length for ``rows``: a multiple of ``2**(floor(log2 rows) - 2)`` (<= 25 % padding).
-
-    Recordings of similar length share one compiled decoder; about four
-    sizes per doubling of the length are ever compiled.
-    """
-    if rows <= 64:
-        return 64
-    step = 2 ** (int(rows).bit_length() - 3)
-    return -(-rows // step) * step
-
-
-def decode_path(
-    log_init: np.ndarray, log_trans: np.ndarray, log_lik: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``viterbi`` on NumPy inputs (float32), padded to ``bucket(T)`` rows.
-
-    Returns NumPy ``(path (T,), scores (T, N))``.
-    """
-    total, num_states = log_lik.shape
-    if total == 0:
-        return np.zeros(0, np.int32), np.zeros((0, num_states), np.float32)
-    padded = bucket(total)
-    lik = np.zeros((padded, num_states), np.float32)
-    lik[:total] = log_lik
-    path, scores = viterbi(
-        jnp.asarray(log_init, jnp.float32),
-        jnp.asarray(log_trans, jnp.float32),
-        jnp.asarray(lik),
-        jnp.asarray(total, jnp.int32),
-    )
-    return np.asarray(path)[:total], np.asarray(scores)[:total]
-
-
-def warm_up(lengths: Sequence[int], num_states: int) -> None:
-    """Compiles ``decode_path`` for the buckets of ``lengths`` rows (timings then exclude it)."""
-    for rows in sorted({bucket(int(n)) for n in lengths if n > 0}):
-        decode_path(
-            np.zeros(num_states), np.zeros((num_states, num_states)), np.zeros((rows, num_states))
-        )
 
 
 # ---------------------------------------------------------------------------

@@ -32,15 +32,16 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from smg_jax import metrics
+from smg_jax.data.recordings import write_csv
 from smg_jax.online import data as data_lib
-from smg_jax.online import detector, framework, hmm, plots
+from smg_jax.online import detector, framework, hmm, plots, viterbi
+from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import (
     format_online_table,
     format_per_class_table,
     format_per_recording_table,
     online_report,
 )
-from smg_jax.online.segments import OnlineError, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _run_authors(config, data, workdir, progress) -> dict[str, _Method]:
     corrections = _corrections(model.options)
     mode = "faithful" if not corrections else "corrected: " + ", ".join(corrections)
     method = _Method(name=f"authors' HMM + {config.authors.network} ({mode})", predictions={})
-    hmm.warm_up(
+    viterbi.warm_up(
         [hmm.decoded_rows(r.num_frames, model.options.frames) for r in data.test],
         model.options.num_states,
     )
@@ -206,7 +207,7 @@ def _run_detector(config, data, workdir, progress) -> dict[str, _Method]:
         "detector_threshold": _Method(name=f"{label} + threshold/merge/NMS", predictions={}),
         "detector_hmm": _Method(name=f"{label} + HMM decoder", predictions={}),
     }
-    hmm.warm_up([r.num_frames for r in data.test], model.hmm_options.num_states)
+    viterbi.warm_up([r.num_frames for r in data.test], model.hmm_options.num_states)
     for recording in tqdm(data.test, desc="decode detector", disable=not progress, file=sys.stderr):
         segments, times = model.detect(recording)
         for decoder, key in (("threshold", "detector_threshold"), ("hmm", "detector_hmm")):
@@ -247,31 +248,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     return write_outputs(config, workdir, data, methods)
 
 
-def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Method]) -> dict:
-    """CSV files, timelines, the reports (JSON + Markdown) and TensorBoard summaries."""
-    ground_truth = {r.name: r.segments for r in data.test}
-    threshold = float(config.eval.iou_threshold)
-    reports = {}
-    for key, method in methods.items():
-        reports[key] = online_report(
-            ground_truth,
-            method.predictions,
-            iou_threshold=threshold,
-            num_classes=len(data.class_names),
-            class_names=data.class_names,
-        )
-        for name, segments in method.predictions.items():
-            write_csv(workdir / "predictions" / key / f"{name}.csv", segments)
-    if config.eval.timelines:
-        for recording in data.test:
-            plots.plot_timeline(
-                workdir / "timelines" / f"{recording.name}.png",
-                title=f"{recording.name} ({data.description})",
-                num_frames=recording.num_frames,
-                ground_truth=recording.segments,
-                predictions={m.name: m.predictions[recording.name] for m in methods.values()},
-                class_names=data.class_names,
-            )
+def _report_markdown(data, methods: dict[str, _Method], reports: dict, threshold: float) -> str:
+    """``results.md``: the recognition tables, the decoding times and the published figures."""
     named = {methods[k].name: r for k, r in reports.items()}
     note = (
         f"Data: {data.description}, test participants {[r.subject for r in data.test]}, "
@@ -292,7 +270,7 @@ def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Metho
         )
         for m in methods.values()
     )
-    text = "\n\n".join(
+    return "\n\n".join(
         [
             format_online_table(
                 named, title=f"Online MG recognition ({data.description})", note=note
@@ -306,7 +284,49 @@ def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Metho
             "| method | Rec | Acc | F1 |\n| --- | ---: | ---: | ---: |\n" + published,
         ]
     )
-    (workdir / "results.md").write_text(text + "\n")
+
+
+def _write_timelines(workdir: pathlib.Path, data, methods: dict[str, _Method]) -> None:
+    for recording in data.test:
+        plots.plot_timeline(
+            workdir / "timelines" / f"{recording.name}.png",
+            title=f"{recording.name} ({data.description})",
+            num_frames=recording.num_frames,
+            ground_truth=recording.segments,
+            predictions={m.name: m.predictions[recording.name] for m in methods.values()},
+            class_names=data.class_names,
+        )
+
+
+def _write_tensorboard(workdir: pathlib.Path, reports: dict) -> None:
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(workdir / "tensorboard"))
+    for key, report in reports.items():
+        for rule, scores in report["pooled"].items():
+            for metric in ("recall", "precision", "f1"):
+                writer.add_scalar(f"{key}/{rule}/{metric}", scores[metric], 0)
+    writer.close()
+
+
+def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Method]) -> dict:
+    """CSV files, timelines, the reports (JSON + Markdown) and TensorBoard summaries."""
+    ground_truth = {r.name: r.segments for r in data.test}
+    threshold = float(config.eval.iou_threshold)
+    reports = {}
+    for key, method in methods.items():
+        reports[key] = online_report(
+            ground_truth,
+            method.predictions,
+            iou_threshold=threshold,
+            num_classes=len(data.class_names),
+            class_names=data.class_names,
+        )
+        for name, segments in method.predictions.items():
+            write_csv(workdir / "predictions" / key / f"{name}.csv", segments)
+    if config.eval.timelines:
+        _write_timelines(workdir, data, methods)
+    (workdir / "results.md").write_text(_report_markdown(data, methods, reports, threshold) + "\n")
     results = {
         "data": data.description,
         "synthetic": data.synthetic,
@@ -324,14 +344,7 @@ def write_outputs(config, workdir: pathlib.Path, data, methods: dict[str, _Metho
     }
     metrics.write_json(results, workdir / "results.json")
     if config.eval.tensorboard:
-        from tensorboardX import SummaryWriter
-
-        writer = SummaryWriter(str(workdir / "tensorboard"))
-        for key, report in reports.items():
-            for rule, scores in report["pooled"].items():
-                for metric in ("recall", "precision", "f1"):
-                    writer.add_scalar(f"{key}/{rule}/{metric}", scores[metric], 0)
-        writer.close()
+        _write_tensorboard(workdir, reports)
     return results
 
 

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from smg_jax.online.segments import NUM_CLASSES, OnlineError, Segment, by_recording, check_segments
+from smg_jax.data.recordings import NUM_CLASSES, Segment, by_recording, check_segments
+from smg_jax.online.errors import OnlineError
 
 MATCHING_RULES = ("one_to_one", "authors")
 AUTHORS_F1_EPSILON = 1e-7

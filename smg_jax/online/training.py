@@ -33,7 +33,7 @@ import optax
 from tqdm.auto import tqdm
 
 from smg_jax import metrics
-from smg_jax.online.segments import OnlineError
+from smg_jax.online.errors import OnlineError
 from smg_jax.train import checkpoint, jit, optim, runtime, steps
 from smg_jax.train import state as state_lib
 

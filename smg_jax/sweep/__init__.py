@@ -23,6 +23,11 @@ their checkpoints and retries failed ones. Every field name and value is
 checked before the first run: a mistyped field stops the sweep with the
 closest real field names.
 
+``plan`` checks and runs the variants; ``runs`` reads what each run folder
+holds (a run record: finished with its results, failed, or missing) and
+computes the score fusions; ``report`` turns the records into the table and
+the plot, knowing nothing of the plan.
+
 Nothing here imports ``experiments``; ``experiments/sweep.py`` is the
 command line and ``experiments/studies/*.py`` hold the ready-made studies.
 """
@@ -45,22 +50,24 @@ from smg_jax.sweep.plan import (
     Study,
     Variant,
     check_workdirs,
+    collect_runs,
     execute,
     load_study,
     make_plan,
     pending_jobs,
     run_sweep,
     smoke_overrides,
+    summarize,
 )
 from smg_jax.sweep.report import (
     METRICS,
     format_markdown,
-    is_finished,
     plot_summary,
-    summarize,
+    summarize_runs,
     write_csv,
     write_report,
 )
+from smg_jax.sweep.runs import RowRuns, SweepRuns, is_finished, read_run
 
 __all__ = [
     "ALIASES",
@@ -68,11 +75,14 @@ __all__ = [
     "Fusion",
     "Job",
     "Plan",
+    "RowRuns",
     "Study",
     "SweepError",
+    "SweepRuns",
     "Variant",
     "apply_overrides",
     "check_workdirs",
+    "collect_runs",
     "execute",
     "field_paths",
     "folder_name",
@@ -84,11 +94,13 @@ __all__ = [
     "parse_value",
     "pending_jobs",
     "plot_summary",
+    "read_run",
     "resolve_field",
     "run_sweep",
     "smoke_overrides",
     "split_values",
     "summarize",
+    "summarize_runs",
     "write_csv",
     "write_report",
 ]

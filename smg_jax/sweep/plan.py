@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import ml_collections
 
-from smg_jax import metrics
-from smg_jax.sweep import report
+from smg_jax import ensemble, metrics
+from smg_jax.sweep import report, runs
 from smg_jax.sweep.fields import (
     SweepError,
     apply_overrides,
@@ -353,7 +353,7 @@ def pending_jobs(plan: Plan, vmap_seeds: bool) -> list[Job]:
     """The runs still to do (no ``results.json``), grouped per variant when vmapping."""
     jobs = []
     for variant in plan.variants:
-        todo = tuple(s for s in plan.seeds if not report.is_finished(plan.run_dir(variant, s)))
+        todo = tuple(s for s in plan.seeds if not runs.is_finished(plan.run_dir(variant, s)))
         if vmap_seeds and len(todo) > 1:
             jobs.append(Job(variant, todo, True))
         else:
@@ -375,9 +375,9 @@ def run_job(plan: Plan, job: Job, train_fn: TrainFn, seeds_fn: SeedsFn) -> None:
         outcome = dict.fromkeys(job.seeds, err)
     for seed, result in outcome.items():
         if isinstance(result, BaseException):
-            report.record_failure(dirs[seed], result)
+            runs.record_failure(dirs[seed], result)
         else:
-            report.record_success(dirs[seed])
+            runs.record_success(dirs[seed])
 
 
 def execute(
@@ -410,6 +410,57 @@ def execute(
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool:
         for future in [pool.submit(work, job) for job in jobs]:
             future.result()
+
+
+def _fusion_runs(plan: Plan, fusion: Fusion) -> runs.RowRuns:
+    """Fuses the component variants' test logits seed by seed; the fusion's row of records."""
+    components = [plan.variant(n) for n in fusion.variants]
+    folder = folder_name(fusion.name)
+    records = {
+        seed: runs.fuse_runs(
+            fusion.variants,
+            [plan.run_dir(v, seed) for v in components],
+            fusion.weights,
+            plan.workdir / folder / f"seed_{seed}",
+            seed,
+        )
+        for seed in plan.seeds
+    }
+    weights = fusion.weights or ensemble.FUSION_WEIGHTS.get(len(components))
+    text = " + ".join(
+        f"{w:g} x {n}" if weights else n
+        for n, w in zip(fusion.variants, weights or [None] * len(components), strict=True)
+    )
+    return runs.RowRuns(fusion.name, folder, "fusion", text, records)
+
+
+def collect_runs(plan: Plan) -> runs.SweepRuns:
+    """The record of every run of ``plan`` (fusions of finished seeds computed and written)."""
+    rows = [
+        runs.RowRuns(
+            variant.name,
+            variant.folder,
+            "run",
+            variant.describe(),
+            {s: runs.read_run(plan.run_dir(variant, s)) for s in plan.seeds},
+        )
+        for variant in plan.variants
+    ]
+    rows += [_fusion_runs(plan, f) for f in plan.fusions]
+    return runs.SweepRuns(
+        title=plan.title,
+        description=plan.description,
+        workdir=plan.workdir,
+        seeds=plan.seeds,
+        baseline=plan.baseline,
+        named_variants=plan.named,
+        rows=rows,
+    )
+
+
+def summarize(plan: Plan) -> dict[str, Any]:
+    """``report.summarize_runs`` of ``plan``'s run records (see there for the keys)."""
+    return report.summarize_runs(collect_runs(plan))
 
 
 def _prepare_data(plan: Plan) -> None:
@@ -459,6 +510,6 @@ def run_sweep(
     if devices and len(devices) > 1 and len(jobs) > 1:
         _prepare_data(plan)
     execute(jobs, lambda job: run_job(plan, job, train_fn, seeds_fn), devices)
-    summary = report.summarize(plan)
+    summary = summarize(plan)
     report.write_report(summary, plan.workdir)
     return summary

@@ -1,65 +1,20 @@
-"""What a sweep's run folders hold, summarised: per-variant statistics over seeds, score
-fusions, and the table (Markdown, CSV, JSON) and bar plot a reviewer reads."""
+"""A sweep's run records summarised: per-variant statistics over seeds, and the table
+(Markdown, CSV, JSON) and bar plot a reviewer reads. Reads nothing but the records
+(``runs.SweepRuns``) the runs wrote."""
 
 from __future__ import annotations
 
 import csv
-import json
-import logging
 import pathlib
-import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from smg_jax import ensemble, metrics
-from smg_jax.sweep.fields import folder_name
-
-if TYPE_CHECKING:
-    from smg_jax.sweep.plan import Fusion, Plan
-
-log = logging.getLogger(__name__)
+from smg_jax import metrics
+from smg_jax.sweep.runs import SweepRuns
 
 METRICS = ("top1", "top5", "mean_class_accuracy")
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "mean_class_accuracy": "mean class acc."}
-
-
-# ---------------------------------------------------------------------------
-# Run folders.
-# ---------------------------------------------------------------------------
-
-
-def is_finished(run_dir: pathlib.Path) -> bool:
-    """A run is finished once the loop has written its ``results.json`` (its last act)."""
-    return (run_dir / "results.json").exists()
-
-
-def record_failure(run_dir: pathlib.Path, err: BaseException) -> None:
-    """Writes ``error.txt``: a one-line summary, then the traceback."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    message = (str(err).strip().splitlines() or [""])[0]
-    summary = f"{type(err).__name__}: {message}"[:300]
-    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    (run_dir / "error.txt").write_text(f"{summary}\n\n{trace}")
-    log.error("FAILED %s: %s", run_dir, summary)
-
-
-def record_success(run_dir: pathlib.Path) -> None:
-    """Removes an earlier attempt's ``error.txt``."""
-    (run_dir / "error.txt").unlink(missing_ok=True)
-
-
-def _error_line(run_dir: pathlib.Path) -> str:
-    lines = (run_dir / "error.txt").read_text().splitlines()
-    return lines[0] if lines else "unknown error"
-
-
-def _read_run(run_dir: pathlib.Path) -> dict[str, Any]:
-    if is_finished(run_dir):
-        return {"status": "finished", "results": json.loads((run_dir / "results.json").read_text())}
-    if (run_dir / "error.txt").exists():
-        return {"status": "failed", "error": _error_line(run_dir)}
-    return {"status": "missing"}
 
 
 # ---------------------------------------------------------------------------
@@ -77,7 +32,7 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 def _row(name, folder, kind, overrides, seeds, runs) -> dict[str, Any]:
-    """One table row from ``{seed: _read_run(...)}`` (see ``summarize`` for its keys)."""
+    """One table row from ``{seed: run record}`` (see ``summarize_runs`` for its keys)."""
     finished = {s: r["results"] for s, r in runs.items() if r["status"] == "finished"}
     row: dict[str, Any] = {
         "name": name,
@@ -108,58 +63,8 @@ def _row(name, folder, kind, overrides, seeds, runs) -> dict[str, Any]:
     return row
 
 
-def _fusion_row(plan: Plan, fusion: Fusion) -> dict[str, Any]:
-    """Fuses the component variants' test logits seed by seed and aggregates like a run."""
-    runs: dict[int, dict[str, Any]] = {}
-    components = [plan.variant(n) for n in fusion.variants]
-    for seed in plan.seeds:
-        dirs = [plan.run_dir(v, seed) for v in components]
-        status = {n: _read_run(d)["status"] for n, d in zip(fusion.variants, dirs, strict=True)}
-        if any(state != "finished" for state in status.values()):
-            failed = [n for n, state in status.items() if state == "failed"]
-            runs[seed] = (
-                {"status": "failed", "error": f"needs {failed} of seed {seed}, which failed"}
-                if failed
-                else {"status": "missing"}
-            )
-            continue
-        out = plan.workdir / folder_name(fusion.name) / f"seed_{seed}"
-        try:
-            fused = ensemble.fuse([ensemble.load_scores(d) for d in dirs], fusion.weights)
-        except ensemble.EnsembleError as err:
-            record_failure(out, err)
-            runs[seed] = {"status": "failed", "error": f"EnsembleError: {err}"}
-            continue
-        parts = [json.loads((d / "results.json").read_text()) for d in dirs]
-        results = {
-            "fusion_of": [str(d) for d in dirs],
-            "weights": fused["weights"],
-            "final": fused["fusion"],
-            "num_params": sum(int(p["num_params"]) for p in parts),
-            "train_clips_per_second": None,
-            "data": parts[0].get("data"),
-            "synthetic": any(p.get("synthetic", False) for p in parts),
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        metrics.write_json(results, out / "fusion.json")
-        np.savez(
-            out / "test_logits.npz",
-            logits=fused["fused_logits"],
-            labels=fused["labels"],
-            names=fused["names"],
-        )
-        record_success(out)
-        runs[seed] = {"status": "finished", "results": results}
-    weights = fusion.weights or ensemble.FUSION_WEIGHTS.get(len(components))
-    text = " + ".join(
-        f"{w:g} x {n}" if weights else n
-        for n, w in zip(fusion.variants, weights or [None] * len(components), strict=True)
-    )
-    return _row(fusion.name, folder_name(fusion.name), "fusion", text, plan.seeds, runs)
-
-
-def summarize(plan: Plan) -> dict[str, Any]:
-    """Reads every run of ``plan`` and aggregates per variant (and fusion) over seeds.
+def summarize_runs(records: SweepRuns) -> dict[str, Any]:
+    """Aggregates a sweep's run records per variant (and fusion) over seeds.
 
     Each row: ``mean``/``std``/``values`` of ``top1``, ``top5``,
     ``mean_class_accuracy`` (fractions) and ``train_clips_per_second``;
@@ -167,12 +72,10 @@ def summarize(plan: Plan) -> dict[str, Any]:
     fractions); the seeds ``finished``, ``failed`` (seed -> error line) and
     ``missing``.
     """
-    rows = []
-    for variant in plan.variants:
-        runs = {s: _read_run(plan.run_dir(variant, s)) for s in plan.seeds}
-        rows.append(_row(variant.name, variant.folder, "run", variant.describe(), plan.seeds, runs))
-    rows += [_fusion_row(plan, f) for f in plan.fusions]
-    base = next(r for r in rows if r["name"] == plan.baseline)
+    rows = [
+        _row(r.name, r.folder, r.kind, r.overrides, records.seeds, r.runs) for r in records.rows
+    ]
+    base = next(r for r in rows if r["name"] == records.baseline)
     for row in rows:
         row["baseline"] = row is base
         row["delta"] = {
@@ -183,12 +86,12 @@ def summarize(plan: Plan) -> dict[str, Any]:
         }
     data = sorted({d for row in rows for d in row["data"]})
     return {
-        "title": plan.title,
-        "description": plan.description,
-        "workdir": str(plan.workdir),
-        "seeds": plan.seeds,
-        "baseline": plan.baseline,
-        "named_variants": plan.named,
+        "title": records.title,
+        "description": records.description,
+        "workdir": str(records.workdir),
+        "seeds": records.seeds,
+        "baseline": records.baseline,
+        "named_variants": records.named_variants,
         "data": data,
         "synthetic": any(row["synthetic"] for row in rows),
         "rows": rows,

@@ -1,11 +1,11 @@
-"""Segments and recordings: the shared vocabulary of online recognition.
+"""Segments and recordings: the vocabulary that data, online and emotion recognition share.
 
 A *segment* is an integer triple ``(label, start, end)``: ``label`` a 0-based
 class index in ``[0, num_classes)`` (SMG: 17 classes, raw label - 1) and
 ``start``/``end`` frame numbers of one recording. The SMG label files write
 MGs as half-open row ranges ``[start, end)``; the authors' online decoder
-reports inclusive ends. The metric does not care which: it treats every
-segment as the span ``[start, end]`` of the real line (see ``metric``), and
+reports inclusive ends. The online metric does not care which: it treats every
+segment as the span ``[start, end]`` of the real line (``smg_jax.online.metric``), and
 each recognizer's docstring says which convention its output follows.
 
 A *recording* is one participant's whole skeleton sequence with its
@@ -27,8 +27,8 @@ Segment = tuple[int, int, int]
 NUM_CLASSES = 17  # SMG's MG classes; 0-based labels 0..16 (raw labels 1..17)
 
 
-class OnlineError(ValueError):
-    """Bad input to online recognition: a malformed segment, recording, option or config.
+class RecordingError(ValueError):
+    """A malformed segment, segment file or recording.
 
     The message names the recording and the row (0-based position in its
     segment list) where one is at fault, and says how to fix it.
@@ -38,12 +38,12 @@ class OnlineError(ValueError):
 def _as_int(value: Any, what: str, where: str) -> int:
     """``value`` as a Python int; floats that are not whole numbers and bools are errors."""
     if isinstance(value, (bool, np.bool_)):
-        raise OnlineError(f"{where}: {what} is a boolean ({value!r}); write an integer.")
+        raise RecordingError(f"{where}: {what} is a boolean ({value!r}); write an integer.")
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return int(value)
-    raise OnlineError(f"{where}: {what} {value!r} is not an integer frame number / label.")
+    raise RecordingError(f"{where}: {what} {value!r} is not an integer frame number / label.")
 
 
 def check_segments(
@@ -62,7 +62,7 @@ def check_segments(
       num_frames: when given, ``end`` must not exceed it.
 
     Raises:
-      OnlineError: a row that is not a triple, a non-integer value, a label
+      RecordingError: a row that is not a triple, a non-integer value, a label
         out of range, a negative frame, ``start > end`` or an end beyond the
         recording; the message names ``recording`` and the 0-based row.
     """
@@ -72,29 +72,31 @@ def check_segments(
         try:
             values = list(segment)
         except TypeError:
-            raise OnlineError(
+            raise RecordingError(
                 f"{where}: {segment!r} is not a (label, start, end) triple."
             ) from None
         if len(values) != 3:
-            raise OnlineError(
+            raise RecordingError(
                 f"{where}: {segment!r} has {len(values)} values; a segment is (label, start, end)."
             )
         label = _as_int(values[0], "label", where)
         start = _as_int(values[1], "start", where)
         end = _as_int(values[2], "end", where)
         if not 0 <= label < num_classes:
-            raise OnlineError(
+            raise RecordingError(
                 f"{where}: label {label} is outside [0, {num_classes}); labels are 0-based "
                 f"class indices (raw SMG label - 1)."
             )
         if start < 0 or end < 0:
-            raise OnlineError(f"{where}: negative frame in ({label}, {start}, {end}).")
+            raise RecordingError(f"{where}: negative frame in ({label}, {start}, {end}).")
         if start > end:
-            raise OnlineError(
+            raise RecordingError(
                 f"{where}: start {start} > end {end}; a segment must not end before it starts."
             )
         if num_frames is not None and end > num_frames:
-            raise OnlineError(f"{where}: end {end} is beyond the recording's {num_frames} frames.")
+            raise RecordingError(
+                f"{where}: end {end} is beyond the recording's {num_frames} frames."
+            )
         checked.append((label, start, end))
     return checked
 
@@ -106,7 +108,7 @@ def by_recording(
     if isinstance(items, Mapping):
         return {str(name): segs for name, segs in items.items()}
     if isinstance(items, (str, bytes)):
-        raise OnlineError("Expected one item (a list of segments) per recording, got a string.")
+        raise RecordingError("Expected one item (a list of segments) per recording, got a string.")
     return {f"recording {index}": segs for index, segs in enumerate(items)}
 
 
@@ -132,11 +134,11 @@ def read_csv(path: str | pathlib.Path, *, num_classes: int = NUM_CLASSES) -> lis
             if not row:
                 continue
             if len(row) != 3:
-                raise OnlineError(f"{path}, line {line}: expected label,start,end, got {row}.")
+                raise RecordingError(f"{path}, line {line}: expected label,start,end, got {row}.")
             try:
                 label, start, end = (int(v) for v in row)
             except ValueError:
-                raise OnlineError(f"{path}, line {line}: {row} holds a non-integer.") from None
+                raise RecordingError(f"{path}, line {line}: {row} holds a non-integer.") from None
             rows.append((label - 1, start, end))
     return check_segments(rows, recording=str(path), num_classes=num_classes)
 
@@ -176,7 +178,7 @@ def recording_from_example(example: Mapping[str, Any], *, num_classes: int = NUM
     name = name.decode() if isinstance(name, (bytes, np.bytes_)) else str(name)
     joints = np.asarray(example["joints"], np.float32)
     if joints.ndim != 3 or joints.shape[-1] != 3:
-        raise OnlineError(f"{name}: joints must be (T, V, 3), got {joints.shape}.")
+        raise RecordingError(f"{name}: joints must be (T, V, 3), got {joints.shape}.")
     seg = example["segments"]
     rows = zip(
         np.asarray(seg["label"]).tolist(),
