@@ -20,7 +20,7 @@ dropout=0.0`` for ST-GCN without dropout on both sides).
 
 Both sides run as programs of their own, one process per measurement, under
 the same host memory allocator: ``--allocator tcmalloc`` (or ``jemalloc``,
-``hugepages``, ``system``) preloads it into both (``smg_jax.train.allocator``);
+``hugepages``, ``system``) preloads it into both (``smg_jax.runtime.allocator``);
 without it both inherit this process's environment.
 """
 
@@ -34,7 +34,7 @@ import sys
 from typing import Any
 
 from experiments import torch_reference_benchmark
-from smg_jax.train import allocator
+from smg_jax.runtime import allocator
 
 REPOSITORY_DIRS = {
     "stgcn": "st-gcn",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import pathlib
 import statistics
@@ -49,10 +50,22 @@ import time
 import types
 from typing import Any
 
-# Run by path in a PyTorch environment where smg_jax may not be installed; the
-# allocator module needs only the standard library.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from smg_jax.train import allocator
+
+def _load_allocator() -> types.ModuleType:
+    """``smg_jax.runtime.allocator`` loaded from its file.
+
+    This script runs by path in a PyTorch environment where smg_jax (and JAX)
+    may not be installed; that module needs only the standard library, while
+    its package imports JAX.
+    """
+    path = pathlib.Path(__file__).resolve().parents[1] / "smg_jax" / "runtime" / "allocator.py"
+    spec = importlib.util.spec_from_file_location("smg_jax_runtime_allocator", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+allocator = _load_allocator()
 
 SPECS: dict[str, dict[str, Any]] = {
     "stgcn": {
@@ -156,8 +169,6 @@ def build_model(
     ``extra_kwargs`` override the constructor arguments of ``SPECS``; the
     model is returned on ``device`` (``"cpu"`` or ``"cuda"``).
     """
-    import importlib
-
     import torch
 
     spec = SPECS[name]

@@ -48,7 +48,8 @@ from smg_jax.data import pipeline, transforms
 from smg_jax.online import hmm, training
 from smg_jax.online.metric import iou
 from smg_jax.online.segments import OnlineError, Recording
-from smg_jax.train import jit, losses, steps
+from smg_jax.runtime import xla
+from smg_jax.train import losses, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,7 @@ class DetectorModel:
     """A trained detector and what decoding needs."""
 
     model: Any
+    model_name: str  # its name in smg_jax.models
     state: state_lib.TrainState
     presets: list[transforms.Preset]
     window: int
@@ -280,8 +282,10 @@ class DetectorModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jit.jit(
-            functools.partial(steps.eval_step, model=self.model), inference=True, model=self.model
+        return xla.jit(
+            functools.partial(steps.eval_step, model=self.model),
+            inference=True,
+            model_name=self.model_name,
         )
 
     def frame_probabilities(self, recording: Recording) -> np.ndarray:
@@ -431,6 +435,7 @@ def train_detector(
     )
     return DetectorModel(
         model=model,
+        model_name=name,
         state=state,
         presets=presets,
         window=window,
