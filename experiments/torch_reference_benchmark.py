@@ -208,21 +208,8 @@ def build_model(
     return module.Model(**kwargs).to(device)
 
 
-def benchmark(
-    name: str,
-    source: pathlib.Path,
-    *,
-    batch: int,
-    frames: int,
-    bodies: int = 1,
-    num_classes: int = 17,
-    steps: int = 5,
-    warmup: int = 2,
-    threads: int | None = None,
-    kwargs: dict[str, Any] | None = None,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Times one authors' model on ``device``; returns the JSON-ready row."""
+def _import_torch(device: str, threads: int | None) -> types.ModuleType:
+    """``torch``, checked for ``device`` and set to ``threads`` threads (if given)."""
     try:
         import torch
     except ModuleNotFoundError:
@@ -237,13 +224,15 @@ def benchmark(
         raise SystemExit("--device cuda: this PyTorch sees no CUDA GPU; use --device cpu.")
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_model(name, source, num_classes, bodies, kwargs, device)
+    return torch
+
+
+def _times(torch: Any, model: Any, x: Any, labels: Any, device: str, steps: int,
+           warmup: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Seconds of ``steps`` SGD train steps and of ``steps`` forward passes, after warm-up."""
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
     )
-    x = torch.randn(batch, 3, frames, 25, bodies, device=device)  # the authors' (N, C, T, V, M)
-    labels = torch.randint(0, num_classes, (batch,), device=device)
 
     def synchronize() -> None:
         if device == "cuda":
@@ -274,7 +263,30 @@ def benchmark(
     model.train()
     train_times = timed(train_step)
     model.eval()
-    eval_times = timed(infer)
+    return train_times, timed(infer)
+
+
+def benchmark(
+    name: str,
+    source: pathlib.Path,
+    *,
+    batch: int,
+    frames: int,
+    bodies: int = 1,
+    num_classes: int = 17,
+    steps: int = 5,
+    warmup: int = 2,
+    threads: int | None = None,
+    kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Times one authors' model on ``device``; returns the JSON-ready row."""
+    torch = _import_torch(device, threads)
+    torch.manual_seed(0)
+    model = build_model(name, source, num_classes, bodies, kwargs, device)
+    x = torch.randn(batch, 3, frames, 25, bodies, device=device)  # the authors' (N, C, T, V, M)
+    labels = torch.randint(0, num_classes, (batch,), device=device)
+    train_times, eval_times = _times(torch, model, x, labels, device, steps, warmup)
     return {
         "model": name,
         "framework": "pytorch",
