@@ -238,3 +238,18 @@ def test_build_explains_a_missing_compiler(monkeypatch, tmp_path):
     monkeypatch.setattr(onednn.shutil, "which", lambda name: None)
     with pytest.raises(onednn.OnednnUnavailableError, match="no C\\+\\+ compiler"):
         onednn.build(tmp_path)
+
+
+def test_export_works_with_onednn_suspended(use_onednn):
+    use_onednn()
+    model = models.create("stgcn", num_classes=3, channels=(8, 8), strides=(1, 1))
+    x = rand(2, 1, 12, 25, 3)
+    variables = model.init(jax.random.key(0), x, train=False)
+    with onednn.suspended():
+        assert not onednn.registered()
+        exported = jax.export.export(jax.jit(model.apply))(variables, x)
+    assert onednn.registered()  # back after the block
+    restored = jax.export.deserialize(exported.serialize())
+    np.testing.assert_allclose(
+        restored.call(variables, x), jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-5
+    )
