@@ -224,6 +224,16 @@ def test_build_compiles_into_an_empty_cache(tmp_path):
     assert not list(tmp_path.glob("tmp*"))  # no partial file left
 
 
+def test_smg_build_kernels_builds_into_the_cache(tmp_path, capsys):
+    code = onednn.main(["--cache_dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    if code != 0:
+        assert err.startswith("error: ") and "Fix:" in err
+        pytest.skip(f"oneDNN convolutions cannot be built here: {err}")
+    (library,) = tmp_path.glob("libsmg_onednn_conv-*.so")
+    assert out.startswith("oneDNN temporal convolutions (3.") and str(library) in out
+
+
 def test_build_explains_a_missing_onednn(monkeypatch, tmp_path):
     monkeypatch.setattr(onednn, "_onednn_prefixes", lambda profile: [tmp_path])
     monkeypatch.setattr(platform, "system", lambda: "Linux")

@@ -65,6 +65,6 @@ def setup(
     log.info("Compilation cache: %s", folder or "off")
     if settings.onednn == "off" or (settings.onednn == "auto" and not _wants_cpu()):
         onednn.unload()
-    elif onednn.load(required=settings.onednn == "on", profile=settings):
+    elif onednn.load(required=settings.onednn == "on"):
         log.info("Temporal convolutions (float32, CPU): oneDNN %s", onednn.version())
     return settings

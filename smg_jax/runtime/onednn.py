@@ -141,15 +141,24 @@ def build(directory: Path | None = None, profile: profile_lib.Profile | None = N
     return target
 
 
+def _open(path: Path) -> ctypes.CDLL:
+    library = ctypes.CDLL(str(path))
+    library.SmgOnednnVersion.restype = ctypes.c_char_p
+    return library
+
+
 @functools.cache
-def _register(path: str) -> ctypes.CDLL:
-    """Loads the library at ``path`` and registers its FFI targets (once per process)."""
-    library = ctypes.CDLL(path)
+def _register() -> ctypes.CDLL:
+    """Builds (if needed), loads and registers the FFI targets: once per process.
+
+    XLA keeps one handler per target name for the life of the process, so a
+    later ``load`` (another profile) reuses this library.
+    """
+    library = _open(build())
     for kind, symbol in TARGETS.items():
         jax.ffi.register_ffi_target(
             TARGET_PREFIX + kind, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
         )
-    library.SmgOnednnVersion.restype = ctypes.c_char_p
     return library
 
 
@@ -158,15 +167,17 @@ _library: ctypes.CDLL | None = None
 _reason = "not loaded: call smg_jax.runtime.onednn.load() (or smg_jax.runtime.setup)"
 
 
-def load(required: bool = False, profile: profile_lib.Profile | None = None) -> bool:
+def load(required: bool = False) -> bool:
     """Builds (if needed) and registers the oneDNN convolutions; whether they are in use now.
+
+    Built with the current profile's kernel cache and oneDNN prefixes.
 
     Where that fails the reason and its fix are logged once (XLA's
     convolution stays); with ``required`` it raises ``OnednnUnavailableError``.
     """
     global _library, _reason
     try:
-        _library = _register(str(build(profile=profile)))
+        _library = _register()
     except (OnednnUnavailableError, OSError) as error:
         _library, reason = None, str(error)
         if required:
@@ -233,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = build(Path(args.cache_dir) if args.cache_dir else None)
-        library = _register(str(path))
+        library = _open(path)
     except (OnednnUnavailableError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
