@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (see README.md):
 #   make demo   - create/reuse .venv, install, run the main job on the built-in default
 #   make test   - create/reuse .venv, install with the test extra, lint and run the whole suite
+# Both install the [onednn] extra (oneDNN's CPU convolutions) and build its kernels once.
 # Variables: PYTHON (interpreter that creates the venv), VENV, PYTEST_ARGS.
 
 PYTHON ?= python3
@@ -15,7 +16,8 @@ PYTEST_ARGS ?= -n 2 --durations=15
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,onednn]'
+	$(VENV)/bin/smg-build-kernels || echo "oneDNN kernels not built: XLA's convolution is used."
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -16,10 +16,11 @@ GPU/TPU; CPU reports none; it only grows, so run one model per process for a
 per-model figure), and the host memory allocator with the process's minor
 page faults per train step (``host_allocator``, ``train_page_faults_per_step``;
 ``--allocator tcmalloc`` restarts under tcmalloc, see
-``smg_jax.train.allocator``), and what ran the temporal convolutions
+``smg_jax.runtime.allocator``), and what ran the temporal convolutions
 (``temporal_convolutions``: ``onednn <version>`` on CPU, else ``xla``; see
-``smg_jax.models.onednn_conv``). The same command runs unchanged on CPU, GPU
-and TPU.
+``smg_jax.runtime.onednn``). The runtime profile is the default one
+(``smg_jax.runtime.profile``; its ``SMG_JAX_*`` overrides apply), set up
+before the first model. The same command runs unchanged on CPU, GPU and TPU.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ import ml_collections
 import numpy as np
 
 from experiments import torch_reference_benchmark
-from smg_jax import models
-from smg_jax.models import onednn_conv
-from smg_jax.train import allocator, jit, losses, optim
+from smg_jax import models, runtime
+from smg_jax.runtime import allocator, onednn, xla
+from smg_jax.train import losses, optim
 from smg_jax.train import state as state_lib
 from smg_jax.train import steps as step_fns
 
@@ -98,19 +99,9 @@ def _timed(fn, *args, steps: int) -> list[float]:
     return times
 
 
-def benchmark(
-    name: str,
-    *,
-    batch: int,
-    frames: int,
-    bodies: int = 1,
-    num_classes: int = 17,
-    steps: int = 5,
-    warmup: int = 2,
-    dtype: str = "float32",
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Times one model; returns the JSON-ready row."""
+def _prepare(name: str, batch: int, frames: int, bodies: int, num_classes: int, dtype: str,
+           overrides: dict[str, Any] | None) -> tuple[Any, ...]:  # fmt: skip
+    """The model, its initial train state (timed), a random batch and the two jitted steps."""
     fields = dict(overrides or {})
     if dtype != "float32":
         fields["dtype"] = _DTYPES[dtype]
@@ -131,23 +122,28 @@ def benchmark(
         "label": jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32),
         "mask": jnp.ones((batch,), bool),
     }
-    train_fn = jit.jit(
+    train_fn = xla.jit(
         functools.partial(
             step_fns.train_step, model=model, tx=tx, loss_fn=losses.make_loss(config)
         ),
         donate_argnums=(0,),
     )
-    eval_fn = jit.jit(
-        functools.partial(step_fns.eval_step, model=model), inference=True, model=model
+    eval_fn = xla.jit(
+        functools.partial(step_fns.eval_step, model=model), inference=True, model_name=name
     )
+    return train_state, init_seconds, batch_data, train_fn, eval_fn
 
-    start = time.perf_counter()
-    compiled_train = train_fn.lower(train_state, batch_data).compile()
-    train_compile = time.perf_counter() - start
-    start = time.perf_counter()
-    compiled_eval = eval_fn.lower(train_state, batch_data).compile()
-    eval_compile = time.perf_counter() - start
 
+def _compile(fn: Any, *args: Any) -> tuple[Any, float]:
+    """``fn`` lowered and compiled for ``args``, and the seconds that took."""
+    start = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def _measure(compiled_train: Any, compiled_eval: Any, train_state: Any, batch_data: dict,
+             steps: int, warmup: int) -> tuple[list[float], list[float], float, Any]:  # fmt: skip
+    """Train and eval call times, minor page faults per train step, and the trained state."""
     holder = {"state": train_state}
 
     def run_train(data):
@@ -162,6 +158,30 @@ def benchmark(
     for _ in range(warmup):
         jax.block_until_ready(compiled_eval(holder["state"], batch_data))
     eval_times = _timed(compiled_eval, holder["state"], batch_data, steps=steps)
+    return train_times, eval_times, train_faults, holder["state"]
+
+
+def benchmark(
+    name: str,
+    *,
+    batch: int,
+    frames: int,
+    bodies: int = 1,
+    num_classes: int = 17,
+    steps: int = 5,
+    warmup: int = 2,
+    dtype: str = "float32",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Times one model; returns the JSON-ready row."""
+    train_state, init_seconds, batch_data, train_fn, eval_fn = _prepare(
+        name, batch, frames, bodies, num_classes, dtype, overrides
+    )
+    compiled_train, train_compile = _compile(train_fn, train_state, batch_data)
+    compiled_eval, eval_compile = _compile(eval_fn, train_state, batch_data)
+    train_times, eval_times, train_faults, train_state = _measure(
+        compiled_train, compiled_eval, train_state, batch_data, steps, warmup
+    )
     return {
         "model": name,
         "backend": jax.default_backend(),
@@ -181,7 +201,7 @@ def benchmark(
         "infer_step_bytes": _compiled_bytes(compiled_eval),
         "peak_memory_bytes": _peak_memory_bytes(),
         "host_allocator": allocator.in_use(),
-        "temporal_convolutions": onednn_conv.describe(),
+        "temporal_convolutions": onednn.describe(),
         "train_page_faults_per_step": round(train_faults),
         "timed_steps": steps,
     }
@@ -202,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allocator",
         choices=allocator.CHOICES,
-        help="restart under this host memory allocator first (smg_jax.train.allocator)",
+        help="restart under this host memory allocator first (smg_jax.runtime.allocator)",
     )
     args = parser.parse_args(argv)
     if args.allocator is not None and args.allocator != allocator.in_use():
@@ -212,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             allocator.restart_with(args.allocator)
         except allocator.AllocatorError as error:
             raise SystemExit(f"error: {error}") from None
+    runtime.setup(runtime.config_section(compilation_cache=""))
     overrides = torch_reference_benchmark.parse_assignments(args.override, "--override")
     names = list(models.MODELS) if args.models == "all" else args.models.split(",")
     for name in names:

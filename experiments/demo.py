@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import logging as absl_logging
 
 from experiments.configs import demo as demo_config
+from smg_jax import runtime
 from smg_jax.train import loop
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             config.data.data_dir = "data/tfds_real"
     if args.epochs is not None:
         config.train.epochs = args.epochs
+    runtime.setup(config.runtime, args.workdir)
     try:
         results = loop.train_and_evaluate(config, args.workdir)
     except (loop.ConfigError, ValueError) as err:

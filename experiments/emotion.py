@@ -15,7 +15,6 @@ See docs/emotion.md.
 
 from __future__ import annotations
 
-import logging
 import os
 import pathlib
 
@@ -23,10 +22,9 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from experiments import allocator_flag
+from experiments import runtime_flags
 from smg_jax import metrics
 from smg_jax.emotion import report, run
 from smg_jax.online import recognizers
@@ -37,6 +35,7 @@ _COLLECT = flags.DEFINE_list(
     "collect", None, "Finished runs' workdirs: write their comparison table to --workdir instead."
 )
 flags.mark_flags_as_required(["workdir"])
+flags.adopt_module_key_flags(runtime_flags)  # --host_allocator, --compilation_cache in --help
 
 
 def _train_recognizer(config) -> recognizers.Train | None:
@@ -47,12 +46,7 @@ def _train_recognizer(config) -> recognizers.Train | None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    for name in ("smg_jax", "tfds_smg", "experiments"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    allocator_flag.apply()
+    runtime_flags.start(argv, _CONFIG.value, _WORKDIR.value)
     if _COLLECT.value:
         text, data = report.collect(_COLLECT.value)
         out = pathlib.Path(_WORKDIR.value)

@@ -8,31 +8,25 @@ Run the same command again to resume an interrupted run; see docs/online.md.
 
 from __future__ import annotations
 
-import logging
 import os
 
 # TensorFlow (used by TFDS for I/O only) must not claim the accelerators JAX uses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from experiments import allocator_flag
+from experiments import runtime_flags
 from smg_jax.online import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Online-recognition config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, logs and results.")
 flags.mark_flags_as_required(["config", "workdir"])
+flags.adopt_module_key_flags(runtime_flags)  # --host_allocator, --compilation_cache in --help
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    for name in ("smg_jax", "tfds_smg", "experiments"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    allocator_flag.apply()
+    runtime_flags.start(argv, _CONFIG.value, _WORKDIR.value)
     results = loop.run(_CONFIG.value, _WORKDIR.value)
     for line in loop.summarize(results, _WORKDIR.value):
         print(line)

@@ -20,7 +20,7 @@ dropout=0.0`` for ST-GCN without dropout on both sides).
 
 Both sides run as programs of their own, one process per measurement, under
 the same host memory allocator: ``--allocator tcmalloc`` (or ``jemalloc``,
-``hugepages``, ``system``) preloads it into both (``smg_jax.train.allocator``);
+``hugepages``, ``system``) preloads it into both (``smg_jax.runtime.allocator``);
 without it both inherit this process's environment.
 """
 
@@ -34,7 +34,7 @@ import sys
 from typing import Any
 
 from experiments import torch_reference_benchmark
-from smg_jax.train import allocator
+from smg_jax.runtime import allocator
 
 REPOSITORY_DIRS = {
     "stgcn": "st-gcn",
@@ -146,7 +146,7 @@ def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torch-python", required=True, help="an interpreter with PyTorch")
     parser.add_argument("--sources", type=pathlib.Path, help="folder of repository checkouts")
@@ -180,14 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kwarg", action="append", default=[], help="their constructor name=value (repeatable)"
     )
-    args = parser.parse_args(argv)
-    torch_reference_benchmark.parse_assignments(args.override, "--override")  # checks them
-    try:
-        env = None if args.allocator is None else allocator.environment(args.allocator)
-    except allocator.AllocatorError as error:
-        raise SystemExit(f"error: {error}") from None
+    return parser
 
-    names = list(REPOSITORY_DIRS) if args.models == "all" else args.models.split(",")
+
+def _sources(args: argparse.Namespace, names: list[str]) -> dict[str, pathlib.Path]:
+    """Each model's checkout of its authors' repository, from ``--sources`` and ``--source``."""
     sources = {}
     for name in names:
         if name not in REPOSITORY_DIRS:
@@ -200,34 +197,33 @@ def main(argv: list[str] | None = None) -> int:
     missing = [name for name in names if name not in sources]
     if missing:
         raise SystemExit(f"No checkout for {missing}: pass --sources or --source model=path.")
+    return sources
 
-    table, raw = [], []
-    for name in names:
-        ours, theirs = [], []
-        for _ in range(args.repeats):
-            ours.append(ours_row(name, args.batch, args.frames, args.steps, args.override, env))
-            try:
-                row = torch_row(
-                    args.torch_python,
-                    name,
-                    sources[name].expanduser().resolve(),
-                    args.batch,
-                    args.frames,
-                    args.steps,
-                    args.threads,
-                    args.kwarg,
-                    args.torch_device,
-                    env,
-                )
-            except SystemExit as failure:
-                if not args.keep_going:
-                    raise
-                print(f"PyTorch {name}: {failure}", file=sys.stderr)
-                continue
-            theirs.append(row)
-            print(json.dumps(ours[-1]), json.dumps(row), sep="\n", file=sys.stderr)
-        raw += ours + theirs
-        table.append((_best(ours), _best(theirs)))
+
+def _pairs(args: argparse.Namespace, name: str, source: pathlib.Path,
+           env: dict[str, str] | None) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """``--repeats`` alternating runs of ours and theirs for one model: (ours, theirs) rows."""
+    ours, theirs = [], []
+    for _ in range(args.repeats):
+        ours.append(ours_row(name, args.batch, args.frames, args.steps, args.override, env))
+        try:
+            row = torch_row(
+                args.torch_python, name, source.expanduser().resolve(), args.batch, args.frames,
+                args.steps, args.threads, args.kwarg, args.torch_device, env,
+            )  # fmt: skip
+        except SystemExit as failure:
+            if not args.keep_going:
+                raise
+            print(f"PyTorch {name}: {failure}", file=sys.stderr)
+            continue
+        theirs.append(row)
+        print(json.dumps(ours[-1]), json.dumps(row), sep="\n", file=sys.stderr)
+    return ours, theirs
+
+
+def _heading(table: list[tuple[dict[str, Any], dict[str, Any] | None]],
+             args: argparse.Namespace) -> str:  # fmt: skip
+    """The line above the table: devices, convolutions, sizes and allocators of both sides."""
     ours_device = table[0][0].get("device")
     theirs_device = next((t.get("device", "cpu") for _, t in table if t), "cpu")
     ours_allocator = table[0][0].get("host_allocator", "unknown")
@@ -238,10 +234,27 @@ def main(argv: list[str] | None = None) -> int:
         else f"host allocator: ours {ours_allocator}, PyTorch {theirs_allocator}"
     )
     convolutions = table[0][0].get("temporal_convolutions", "unknown")
-    print(
+    return (
         f"ours: JAX on {ours_device} (temporal convolutions: {convolutions}); PyTorch on "
         f"{theirs_device}; batch {args.batch}, {args.frames} frames, float32; {allocators}\n"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    torch_reference_benchmark.parse_assignments(args.override, "--override")  # checks them
+    try:
+        env = None if args.allocator is None else allocator.environment(args.allocator)
+    except allocator.AllocatorError as error:
+        raise SystemExit(f"error: {error}") from None
+    names = list(REPOSITORY_DIRS) if args.models == "all" else args.models.split(",")
+    sources = _sources(args, names)
+    table, raw = [], []
+    for name in names:
+        ours, theirs = _pairs(args, name, sources[name], env)
+        raw += ours + theirs
+        table.append((_best(ours), _best(theirs)))
+    print(_heading(table, args))
     print(markdown(table))
     if args.jsonl is not None:
         args.jsonl.write_text("".join(json.dumps(row) + "\n" for row in raw))

@@ -22,7 +22,6 @@ skip finished runs, resume interrupted ones and retry failed ones. Outputs:
 
 from __future__ import annotations
 
-import logging
 import os
 import pathlib
 import sys
@@ -32,12 +31,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from experiments import allocator_flag
+from experiments import runtime_flags
 from smg_jax import sweep
-from smg_jax.train import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Base experiment config; --config.x=y overrides apply to every run."
@@ -60,29 +57,17 @@ _SMOKE = flags.DEFINE_boolean(
 _PER_DEVICE = flags.DEFINE_boolean(
     "one_run_per_device", True, "With several local devices, run one job on each at a time."
 )
-_CACHE = flags.DEFINE_string(
-    "compilation_cache",
-    "auto",
-    "JAX persistent compilation cache: a folder, 'auto' (<workdir>/jax_cache) or '' (off). "
-    "Seeds of a variant compile the same programs; the cache compiles them once.",
-)
 _DRY_RUN = flags.DEFINE_boolean("dry_run", False, "Check the sweep, list its runs, run nothing.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _log_setup() -> None:
-    # Our progress at INFO; the libraries' (orbax, TFDS) chatter only from WARNING up.
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    for name in ("smg_jax", "tfds_smg", "experiments"):
-        logging.getLogger(name).setLevel(logging.INFO)
+# --host_allocator and --compilation_cache (seeds of a variant compile the same
+# programs; the cache compiles them once) in --help.
+flags.adopt_module_key_flags(runtime_flags)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    _log_setup()
-    allocator_flag.apply()
     workdir = pathlib.Path(_WORKDIR.value)
+    # A dry run keeps no compilation cache: it compiles nothing.
+    runtime_flags.start(argv, _CONFIG.value, None if _DRY_RUN.value else workdir)
     try:
         study = sweep.load_study(_STUDY.value) if _STUDY.value else None
         plan = sweep.make_plan(
@@ -104,7 +89,6 @@ def main(argv: list[str]) -> int:
                     print(f"{variant.name:40s} seed {seed}: {state:8s} {run_dir}")
             print(f"baseline: {plan.baseline}")
             return 0
-        runtime.use_compilation_cache(_CACHE.value, workdir)
         devices = jax.local_devices() if _PER_DEVICE.value else None
         summary = sweep.run_sweep(plan, vmap_seeds=_VMAP.value, devices=devices)
     except sweep.SweepError as err:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import pathlib
 import statistics
@@ -49,10 +50,22 @@ import time
 import types
 from typing import Any
 
-# Run by path in a PyTorch environment where smg_jax may not be installed; the
-# allocator module needs only the standard library.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from smg_jax.train import allocator
+
+def _load_allocator() -> types.ModuleType:
+    """``smg_jax.runtime.allocator`` loaded from its file.
+
+    This script runs by path in a PyTorch environment where smg_jax (and JAX)
+    may not be installed; that module needs only the standard library, while
+    its package imports JAX.
+    """
+    path = pathlib.Path(__file__).resolve().parents[1] / "smg_jax" / "runtime" / "allocator.py"
+    spec = importlib.util.spec_from_file_location("smg_jax_runtime_allocator", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+allocator = _load_allocator()
 
 SPECS: dict[str, dict[str, Any]] = {
     "stgcn": {
@@ -156,8 +169,6 @@ def build_model(
     ``extra_kwargs`` override the constructor arguments of ``SPECS``; the
     model is returned on ``device`` (``"cpu"`` or ``"cuda"``).
     """
-    import importlib
-
     import torch
 
     spec = SPECS[name]
@@ -197,21 +208,8 @@ def build_model(
     return module.Model(**kwargs).to(device)
 
 
-def benchmark(
-    name: str,
-    source: pathlib.Path,
-    *,
-    batch: int,
-    frames: int,
-    bodies: int = 1,
-    num_classes: int = 17,
-    steps: int = 5,
-    warmup: int = 2,
-    threads: int | None = None,
-    kwargs: dict[str, Any] | None = None,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Times one authors' model on ``device``; returns the JSON-ready row."""
+def _import_torch(device: str, threads: int | None) -> types.ModuleType:
+    """``torch``, checked for ``device`` and set to ``threads`` threads (if given)."""
     try:
         import torch
     except ModuleNotFoundError:
@@ -226,13 +224,15 @@ def benchmark(
         raise SystemExit("--device cuda: this PyTorch sees no CUDA GPU; use --device cpu.")
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_model(name, source, num_classes, bodies, kwargs, device)
+    return torch
+
+
+def _times(torch: Any, model: Any, x: Any, labels: Any, device: str, steps: int,
+           warmup: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Seconds of ``steps`` SGD train steps and of ``steps`` forward passes, after warm-up."""
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
     )
-    x = torch.randn(batch, 3, frames, 25, bodies, device=device)  # the authors' (N, C, T, V, M)
-    labels = torch.randint(0, num_classes, (batch,), device=device)
 
     def synchronize() -> None:
         if device == "cuda":
@@ -263,7 +263,30 @@ def benchmark(
     model.train()
     train_times = timed(train_step)
     model.eval()
-    eval_times = timed(infer)
+    return train_times, timed(infer)
+
+
+def benchmark(
+    name: str,
+    source: pathlib.Path,
+    *,
+    batch: int,
+    frames: int,
+    bodies: int = 1,
+    num_classes: int = 17,
+    steps: int = 5,
+    warmup: int = 2,
+    threads: int | None = None,
+    kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Times one authors' model on ``device``; returns the JSON-ready row."""
+    torch = _import_torch(device, threads)
+    torch.manual_seed(0)
+    model = build_model(name, source, num_classes, bodies, kwargs, device)
+    x = torch.randn(batch, 3, frames, 25, bodies, device=device)  # the authors' (N, C, T, V, M)
+    labels = torch.randint(0, num_classes, (batch,), device=device)
+    train_times, eval_times = _times(torch, model, x, labels, device, steps, warmup)
     return {
         "model": name,
         "framework": "pytorch",

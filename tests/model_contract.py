@@ -19,7 +19,7 @@ from conftest import assert_logits_close, load_golden, torch_to_ours
 
 from smg_jax import models
 from smg_jax.models import blocks, convert
-from smg_jax.train import jit
+from smg_jax.runtime import xla as jit
 
 
 def count(tree) -> int:
@@ -59,7 +59,7 @@ def check_golden_parity(name: str) -> None:
     module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
     forward = functools.partial(module.apply, train=False)
     # XLA's defaults, and the CPU library fusions the training loop compiles evaluation with.
-    for compiled in (jax.jit(forward), jit.jit(forward, inference=True, model=module)):
+    for compiled in (jax.jit(forward), jit.jit(forward, inference=True, model_name=name)):
         ours = compiled(variables, torch_to_ours(inputs))
         assert ours.shape == logits.shape and ours.dtype == jnp.float32
         assert_logits_close(np.asarray(ours), logits)

@@ -261,7 +261,7 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
             "history": results["history"],
             "best_test_epoch": results["best_test_epoch"],
         }
-    from smg_jax.train import jit
+    from smg_jax.runtime import xla as jit
 
     out["process_wide_options"] = jit.process_wide_options()
     out["process_index"] = jax.process_index()

@@ -1,4 +1,4 @@
-"""``smg_jax.train.allocator``: the host allocator in use, the launcher and the restart.
+"""``smg_jax.runtime.allocator``: the host allocator in use, the launcher and the restart.
 
 The launcher and restart tests run real child interpreters; those that need
 tcmalloc skip where it is not installed (``apt install libtcmalloc-minimal4``).
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from smg_jax.train import allocator
+from smg_jax.runtime import allocator
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc/Linux only")
 
@@ -30,7 +30,7 @@ def _child(code, env=None, *prefix):
     return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 
-IN_USE = "from smg_jax.train import allocator; print(allocator.in_use())"
+IN_USE = "from smg_jax.runtime import allocator; print(allocator.in_use())"
 
 
 def test_environment_keeps_other_preloads_and_tunables():
@@ -96,7 +96,7 @@ def test_in_use_reads_the_child_environment():
 
 @linux_only
 def test_launcher_runs_the_command_and_passes_its_exit_code():
-    launcher = [sys.executable, "-m", "smg_jax.train.allocator", "hugepages", "--"]
+    launcher = [sys.executable, "-m", "smg_jax.runtime.allocator", "hugepages", "--"]
     done = subprocess.run(
         [*launcher, sys.executable, "-c", IN_USE + "; raise SystemExit(3)"],
         capture_output=True,
@@ -114,10 +114,10 @@ def test_launcher_runs_the_command_and_passes_its_exit_code():
 
 @needs_tcmalloc
 def test_launcher_and_restart_bring_in_tcmalloc():
-    launched = _child(IN_USE, None, sys.executable, "-m", "smg_jax.train.allocator", "tcmalloc")
+    launched = _child(IN_USE, None, sys.executable, "-m", "smg_jax.runtime.allocator", "tcmalloc")
     assert launched.stdout.strip() == "tcmalloc", launched.stderr
     restart = (
-        "from smg_jax.train import allocator; print('start', allocator.in_use(), flush=True); "
+        "from smg_jax.runtime import allocator; print('start', allocator.in_use(), flush=True); "
         "allocator.restart_with('tcmalloc'); print('now', allocator.in_use())"
     )
     restarted = _child(restart, allocator.environment("system"))

@@ -99,7 +99,7 @@ def test_two_hosts_match_one_host(smg_tiny, tmp_path):
 
     assert [(h["process_index"], h["process_count"]) for h in hosts] == [(0, 2), (1, 2)]
     # Both hosts compiled their pmap steps with the XLA options, through XLA_FLAGS.
-    from smg_jax.train import jit
+    from smg_jax.runtime import xla as jit
 
     expected = {**jit.CPU_OPTIONS, **jit.GPU_OPTIONS}
     assert all(h["process_wide_options"] == expected for h in hosts)

@@ -10,7 +10,8 @@ import pytest
 from conftest import SLOW_FULL
 
 from smg_jax import models
-from smg_jax.train import random_merge, state
+from smg_jax.runtime import random_merge
+from smg_jax.train import state
 
 
 def assert_bitwise_equal(got, want) -> None:

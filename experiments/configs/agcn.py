@@ -8,10 +8,6 @@ from experiments.configs import base
 
 
 def get_config():
-    config = base.get_config("agcn")
-    config.optimizer.lr = 0.1
-    config.optimizer.weight_decay = 1e-4
-    config.schedule.milestones = (30, 40)
-    config.train.epochs = 50
-    config.train.batch_size = 64
-    return config
+    return base.recipe(
+        "agcn", lr=0.1, weight_decay=1e-4, milestones=(30, 40), epochs=50, batch_size=64
+    )

@@ -9,16 +9,12 @@ from experiments.configs import base
 
 
 def get_config():
-    config = base.get_config("ctrgcn")
-    config.optimizer.lr = 0.1
-    config.optimizer.weight_decay = 4e-4
-    config.schedule.milestones = (35, 55)
+    config = base.recipe(
+        "ctrgcn", lr=0.1, weight_decay=4e-4, milestones=(35, 55), epochs=65, batch_size=64
+    )
     config.schedule.warmup_epochs = 5
-    config.train.epochs = 65
-    config.train.batch_size = 64
-    config.data.preset = "centered"
-    config.data.num_frames = 64
-    config.data.augment = True
-    config.data.max_rotation = 0.3
+    config.data.update(
+        {"preset": "centered", "num_frames": 64, "augment": True, "max_rotation": 0.3}
+    )
     config.data.crop_min_ratio = 0.5
     return config

@@ -93,6 +93,7 @@ def get_config(model: str = "stgcn") -> ml_collections.ConfigDict:
     config.eval.every_epochs = 0  # 0: evaluate each fold's final model only
     config.schedule.milestones = (20, 25)
     config.optimizer.lr = 0.01
+    config.runtime.compilation_cache = ""  # emotion runs compile small programs
     config.lock()
     return config
 

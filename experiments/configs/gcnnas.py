@@ -8,11 +8,8 @@ from experiments.configs import base
 
 
 def get_config():
-    config = base.get_config("gcnnas")
-    config.optimizer.lr = 0.1
-    config.optimizer.weight_decay = 5e-4
-    config.schedule.milestones = (30, 45, 60)
-    config.train.epochs = 70
-    config.train.batch_size = 80
+    config = base.recipe(
+        "gcnnas", lr=0.1, weight_decay=5e-4, milestones=(30, 45, 60), epochs=70, batch_size=80
+    )
     config.eval.batch_size = 30
     return config

@@ -9,12 +9,9 @@ from experiments.configs import base
 
 
 def get_config():
-    config = base.get_config("msg3d")
-    config.optimizer.lr = 0.05
-    config.optimizer.weight_decay = 5e-4
-    config.schedule.milestones = (30, 40)
-    config.train.epochs = 50
-    config.train.batch_size = 32
+    config = base.recipe(
+        "msg3d", lr=0.05, weight_decay=5e-4, milestones=(30, 40), epochs=50, batch_size=32
+    )
     config.train.accum_steps = 2
     config.eval.batch_size = 32
     return config

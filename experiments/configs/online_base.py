@@ -16,7 +16,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from smg_jax import models
+from experiments.configs import base
+from smg_jax import models, runtime
 
 
 def _optimizer(name: str, lr: float) -> ml_collections.ConfigDict:
@@ -68,23 +69,11 @@ def _train(epochs: int, batch_size: int) -> ml_collections.ConfigDict:
     )
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.recognizers = ("authors", "detector")
-
-    config.data = ml_collections.ConfigDict()
-    config.data.manual_dir = config_dict.placeholder(str)  # the raw SMG folder
-    config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir (None: TFDS default)
-    # Set to tiny/small/full to write a synthetic SMG into manual_dir when it is empty.
-    config.data.synthetic_scale = config_dict.placeholder(str)
-    config.data.synthetic_seed = 0
-    config.data.train_split = "train"  # participants 1-35
-    config.data.test_split = "test"  # participants 36-40
-
-    # --- The authors' recognizer (online recognition/SMG of mikecheninoulu/SMG). ---
-    config.authors = ml_collections.ConfigDict()
+def _authors() -> ml_collections.ConfigDict:
+    """The authors' recognizer (online recognition/SMG of mikecheninoulu/SMG)."""
+    authors = ml_collections.ConfigDict()
     # HMM and training-row options: the defaults are the authors' code; see smg_jax.online.hmm.
-    config.authors.hmm = ml_collections.ConfigDict(
+    authors.hmm = ml_collections.ConfigDict(
         {
             "states_per_class": 5,
             "frames": "one_based",  # correction: zero_based
@@ -103,29 +92,28 @@ def get_config() -> ml_collections.ConfigDict:
             "score_threshold": -3.0,
         }
     )
-    config.authors.network = "mlp"  # the released main.py (netmodel = 2); att_bigru: the paper's
-    config.authors.mlp = ml_collections.ConfigDict({"hidden": (2000, 2000), "dropout": 0.1})
-    config.authors.att_bigru = ml_collections.ConfigDict(
-        {"units": 1000, "dense": 1000, "dropout": 0.3}
-    )
-    config.authors.att_bigru_input = "row_chunks"  # as their code trains it; or frame_windows
-    config.authors.att_bigru_steps = 5  # LSTM_step
-    config.authors.optimizer = _optimizer("rmsprop", 1e-3)  # Keras RMSprop defaults
-    config.authors.schedule = _schedule("constant")
-    config.authors.train = _train(epochs=40, batch_size=128)
-    config.authors.train.val_fraction = 0.1
-    config.authors.train.early_stopping_patience = 2  # on validation accuracy
-    config.authors.train.plateau_patience = 1  # halve the rate when validation loss stalls
-    config.authors.train.plateau_factor = 0.5
-    config.authors.train.plateau_min_lr = 1e-4
-    config.authors.decode_batch_size = 2000  # their predict() batch
+    authors.network = "mlp"  # the released main.py (netmodel = 2); att_bigru: the paper's
+    authors.mlp = ml_collections.ConfigDict({"hidden": (2000, 2000), "dropout": 0.1})
+    authors.att_bigru = ml_collections.ConfigDict({"units": 1000, "dense": 1000, "dropout": 0.3})
+    authors.att_bigru_input = "row_chunks"  # as their code trains it; or frame_windows
+    authors.att_bigru_steps = 5  # LSTM_step
+    authors.optimizer = _optimizer("rmsprop", 1e-3)  # Keras RMSprop defaults
+    authors.schedule = _schedule("constant")
+    authors.train = _train(epochs=40, batch_size=128)
+    authors.train.val_fraction = 0.1
+    authors.train.early_stopping_patience = 2  # on validation accuracy
+    authors.train.plateau_patience = 1  # halve the rate when validation loss stalls
+    authors.train.plateau_factor = 0.5
+    authors.train.plateau_min_lr = 1e-4
+    authors.decode_batch_size = 2000  # their predict() batch
+    return authors
 
-    # --- The window detector. ---
-    config.detector = ml_collections.ConfigDict()
-    config.detector.model = ml_collections.ConfigDict(
-        {"name": "stgcn", **models.default_fields("stgcn")}
-    )
-    config.detector.data = ml_collections.ConfigDict(
+
+def _detector() -> ml_collections.ConfigDict:
+    """The window detector."""
+    detector = ml_collections.ConfigDict()
+    detector.model = ml_collections.ConfigDict({"name": "stgcn", **models.default_fields("stgcn")})
+    detector.data = ml_collections.ConfigDict(
         {
             "preset": "centered",
             "num_frames": 32,  # frames the model sees (the window is resampled to this)
@@ -140,19 +128,19 @@ def get_config() -> ml_collections.ConfigDict:
             "preset_overrides": ml_collections.ConfigDict({}),
         }
     )
-    config.detector.optimizer = _optimizer("sgd", 0.05)
-    config.detector.optimizer.weight_decay = 1e-4
-    config.detector.schedule = _schedule("cosine")
-    config.detector.schedule.per_step = True
-    config.detector.loss = ml_collections.ConfigDict(
+    detector.optimizer = _optimizer("sgd", 0.05)
+    detector.optimizer.weight_decay = 1e-4
+    detector.schedule = _schedule("cosine")
+    detector.schedule.per_step = True
+    detector.loss = ml_collections.ConfigDict(
         {"name": "cross_entropy", "smoothing": 0.1, "beta": 0.9999}
     )
-    config.detector.train = _train(epochs=10, batch_size=64)
-    config.detector.decode = ml_collections.ConfigDict(
+    detector.train = _train(epochs=10, batch_size=64)
+    detector.decode = ml_collections.ConfigDict(
         {"threshold": 0.5, "merge_gap": 8, "min_length": 10, "nms_iou": 0.3, "batch_size": 256}
     )
     # The HMM decoder on the detector's per-frame scores, every correction on.
-    config.detector.hmm = ml_collections.ConfigDict(
+    detector.hmm = ml_collections.ConfigDict(
         {
             "states_per_class": 5,
             "frames": "zero_based",
@@ -166,10 +154,17 @@ def get_config() -> ml_collections.ConfigDict:
             "score_threshold": 0.0,
         }
     )
+    return detector
 
-    config.eval = ml_collections.ConfigDict()
-    config.eval.iou_threshold = 0.3
-    config.eval.timelines = True
-    config.eval.progress_bar = True
-    config.eval.tensorboard = True
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.recognizers = ("authors", "detector")
+    config.data = base.data_source()
+    config.authors = _authors()
+    config.detector = _detector()
+    config.eval = ml_collections.ConfigDict(
+        {"iou_threshold": 0.3, "timelines": True, "progress_bar": True, "tensorboard": True}
+    )
+    config.runtime = runtime.config_section(compilation_cache="")
     return config

@@ -21,12 +21,7 @@ def get_config():
     config.data.data_dir = "data/tfds_small"
     config.data.synthetic_scale = "small"
     config.authors.train.epochs = 6
-    config.detector.model.channels = (16, 32)
-    config.detector.model.strides = (1, 2)
-    config.detector.model.dropout = 0.1
-    config.detector.data.num_frames = 32
-    config.detector.data.window = 32
-    config.detector.data.stride = 8
-    config.detector.train.epochs = 3
-    config.detector.train.batch_size = 16
+    config.detector.model.update({"channels": (16, 32), "strides": (1, 2), "dropout": 0.1})
+    config.detector.data.update({"num_frames": 32, "window": 32, "stride": 8})
+    config.detector.train.update({"epochs": 3, "batch_size": 16})
     return config

@@ -23,16 +23,10 @@ def get_config():
     config.authors.train.batch_size = 64
     config.authors.train.log_every_steps = 10
     config.authors.decode_batch_size = 512
-    config.detector.model.channels = (8, 16)
-    config.detector.model.strides = (1, 2)
-    config.detector.model.dropout = 0.0
-    config.detector.data.num_frames = 16
-    config.detector.data.window = 32
-    config.detector.data.stride = 16
-    config.detector.data.infer_stride = 8
-    config.detector.train.epochs = 1
-    config.detector.train.batch_size = 32
-    config.detector.train.max_steps = 12
-    config.detector.train.log_every_steps = 4
+    config.detector.model.update({"channels": (8, 16), "strides": (1, 2), "dropout": 0.0})
+    config.detector.data.update({"num_frames": 16, "window": 32, "stride": 16, "infer_stride": 8})
+    config.detector.train.update(
+        {"epochs": 1, "batch_size": 32, "max_steps": 12, "log_every_steps": 4}
+    )
     config.eval.progress_bar = False
     return config

@@ -11,11 +11,8 @@ from experiments.configs import base
 
 
 def get_config():
-    config = base.get_config("shiftgcn")
-    config.optimizer.lr = 0.1
-    config.optimizer.weight_decay = 1e-4
+    config = base.recipe(
+        "shiftgcn", lr=0.1, weight_decay=1e-4, milestones=(60, 80, 100), epochs=140, batch_size=64
+    )
     config.optimizer.weight_decay_rules = "linear_weight=1e-3,feature_mask=0"
-    config.schedule.milestones = (60, 80, 100)
-    config.train.epochs = 140
-    config.train.batch_size = 64
     return config

@@ -8,14 +8,9 @@ from experiments.configs import base
 
 
 def get_config():
-    config = base.get_config("stgcn")
-    config.model.dropout = 0.1
-    config.model.strategy = "spatial"
-    config.model.edge_importance = True
-    config.optimizer.lr = 0.01
-    config.optimizer.weight_decay = 1e-4
-    config.schedule.milestones = (5, 10)
-    config.train.epochs = 20
-    config.train.batch_size = 64
+    config = base.recipe(
+        "stgcn", lr=0.01, weight_decay=1e-4, milestones=(5, 10), epochs=20, batch_size=64
+    )
+    config.model.update({"dropout": 0.1, "strategy": "spatial", "edge_importance": True})
     config.data.preset = "authors"
     return config

@@ -4,11 +4,6 @@ normalisation and augmentation (smg_jax.data.transforms presets).
     python -m experiments.sweep --config=experiments/configs/stgcn.py \\
         --study=experiments/studies/input_preset.py --seeds=3 --vmap_seeds \\
         --workdir=runs/ablations/input_preset --config.data.manual_dir=/path/to/SMG
-
-    # The tests' small form on a tiny synthetic SMG (every preset at 16 frames):
-    python -m experiments.sweep --config=experiments/configs/stgcn.py \\
-        --study=experiments/studies/input_preset.py --seeds=2 --smoke \\
-        --workdir=/tmp/ablations/input_preset
 """
 
 from smg_jax.sweep import Study
@@ -19,13 +14,6 @@ def get_study() -> Study:
     # does not carry it into the presets that should not.
     return Study(
         name="input preset",
-        description=(
-            "authors_60: the authors' smg_gendata.py (last 59 frames of the clip, zero-padded "
-            "to 60, raw camera coordinates); resample: lost joints repaired, the whole clip "
-            "resampled (64 frames unless data.num_frames says otherwise); centered: + origin at "
-            "the first frame's spine mid; normalized: + yaw turned to face the camera along the "
-            "hip line; normalized_aug: + random crop, rotation, scale and shift in training."
-        ),
         variants={
             "authors_60": {"data.preset": "authors", "data.augment": False},
             "resample": {"data.preset": "resample", "data.augment": False},
@@ -33,5 +21,12 @@ def get_study() -> Study:
             "normalized": {"data.preset": "normalized", "data.augment": False},
             "normalized_aug": {"data.preset": "normalized_aug", "data.augment": True},
         },
+        description=(
+            "authors_60: the authors' smg_gendata.py (last 59 frames of the clip, zero-padded "
+            "to 60, raw camera coordinates); resample: lost joints repaired, the whole clip "
+            "resampled (64 frames unless data.num_frames says otherwise); centered: + origin at "
+            "the first frame's spine mid; normalized: + yaw turned to face the camera along the "
+            "hip line; normalized_aug: + random crop, rotation, scale and shift in training."
+        ),
         baseline="authors_60",
     )

@@ -4,11 +4,6 @@ edge-importance masks: does the spatial partition of Yan et al. matter on SMG's 
     python -m experiments.sweep --config=experiments/configs/stgcn.py \\
         --study=experiments/studies/stgcn_partition.py --seeds=3 --vmap_seeds \\
         --workdir=runs/ablations/stgcn_partition --config.data.manual_dir=/path/to/SMG
-
-    # The tests' small form on a tiny synthetic SMG:
-    python -m experiments.sweep --config=experiments/configs/stgcn.py \\
-        --study=experiments/studies/stgcn_partition.py --seeds=2 --smoke \\
-        --workdir=/tmp/ablations/stgcn_partition
 """
 
 from smg_jax.sweep import Study
@@ -17,15 +12,15 @@ from smg_jax.sweep import Study
 def get_study() -> Study:
     return Study(
         name="ST-GCN partition strategy x edge importance",
+        grid={
+            "model.strategy": ["spatial", "distance", "uniform"],
+            "model.edge_importance": [True, False],
+        },
         description=(
             "ST-GCN's three neighbour partitions (uniform: one subset; distance: the joint and "
             "its neighbours; spatial: the joint, neighbours nearer to and farther from the body "
             "centre), each with and without the learned edge-importance masks. Baseline: the "
             "published spatial partition with edge importance."
         ),
-        grid={
-            "model.strategy": ["spatial", "distance", "uniform"],
-            "model.edge_importance": [True, False],
-        },
         baseline="strategy=spatial,edge_importance=True",
     )

@@ -6,10 +6,6 @@ and their score fusions as 2s-AGCN (joint + bone, 1:1) and the 4-stream models
         --study=experiments/studies/streams.py --seeds=3 --vmap_seeds \\
         --workdir=runs/ablations/streams --config.data.manual_dir=/path/to/SMG
 
-    # The tests' small form on a tiny synthetic SMG:
-    python -m experiments.sweep --config=experiments/configs/stgcn.py \\
-        --study=experiments/studies/streams.py --seeds=2 --smoke --workdir=/tmp/ablations/streams
-
 Any model config works (e.g. --config=experiments/configs/msg3d.py); the preset is the
 config's, so --config.data.preset=centered gives the streams of centred clips.
 """
@@ -20,12 +16,6 @@ from smg_jax.sweep import Fusion, Study
 def get_study() -> Study:
     return Study(
         name="input streams and their fusion",
-        description=(
-            "joint: joint coordinates; bone: child minus parent joint along the skeleton's "
-            "edges; *_motion: the frame-to-frame difference of either. Fusions add the streams' "
-            "test logits with the published weights, seed by seed; their parameter count is "
-            "the sum of the streams'."
-        ),
         variants={
             "joint": {"data.stream": "joint"},
             "bone": {"data.stream": "bone"},
@@ -35,6 +25,12 @@ def get_study() -> Study:
         fusions=(
             Fusion("2s_joint+bone", ("joint", "bone")),
             Fusion("4s_all_streams", ("joint", "bone", "joint_motion", "bone_motion")),
+        ),
+        description=(
+            "joint: joint coordinates; bone: child minus parent joint along the skeleton's "
+            "edges; *_motion: the frame-to-frame difference of either. Fusions add the streams' "
+            "test logits with the published weights, seed by seed; their parameter count is "
+            "the sum of the streams'."
         ),
         baseline="joint",
     )

@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from smg_jax.data import pipeline, transforms
 from smg_jax.emotion.data import EmotionError, Instance
-from smg_jax.train import checkpoint, jit, losses, optim, runtime, steps
+from smg_jax.runtime import xla
+from smg_jax.train import checkpoint, losses, optim, runtime, steps
 from smg_jax.train import loop as cls_loop
 from smg_jax.train import state as state_lib
 
@@ -224,7 +225,7 @@ def train_fold(
     if restored is not None:
         state, meta = restored
         log.info("fold %d: resumed at step %d", fold_index, int(state.step))
-    train_step = jit.jit(
+    train_step = xla.jit(
         functools.partial(
             steps.train_step,
             model=model,
@@ -235,7 +236,11 @@ def train_fold(
         ),
         donate_argnums=(0,),
     )
-    eval_fn = jit.jit(functools.partial(steps.eval_step, model=model), inference=True, model=model)
+    eval_fn = xla.jit(
+        functools.partial(steps.eval_step, model=model),
+        inference=True,
+        model_name=config.model.name,
+    )
     threads = int(config.data.num_threads)
     iterator = pipeline.train_iterator(
         train, preset, batch_size=batch_size, seed=seed, num_threads=threads, state=meta["data"]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -616,10 +616,6 @@ class ShiftGCN(nn.Module):
     bn_axis_name: str | None = None
     dtype: Any = None
     param_dtype: Any = jnp.float32
-
-    # Its shifts are gathers, which ran at half speed inside XLA:CPU's YNNPACK
-    # elementwise fusions at inference (smg_jax.train.jit).
-    cpu_inference_elementwise_fusions: ClassVar[bool] = False
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:

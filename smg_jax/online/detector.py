@@ -49,7 +49,8 @@ from smg_jax.data.recordings import Recording
 from smg_jax.online import hmm, training, viterbi
 from smg_jax.online.errors import OnlineError
 from smg_jax.online.metric import iou
-from smg_jax.train import jit, losses, steps
+from smg_jax.runtime import xla
+from smg_jax.train import losses, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ class DetectorModel:
     """A trained detector and what decoding needs."""
 
     model: Any
+    model_name: str  # its name in smg_jax.models
     state: state_lib.TrainState
     presets: list[transforms.Preset]
     window: int
@@ -281,8 +283,10 @@ class DetectorModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jit.jit(
-            functools.partial(steps.eval_step, model=self.model), inference=True, model=self.model
+        return xla.jit(
+            functools.partial(steps.eval_step, model=self.model),
+            inference=True,
+            model_name=self.model_name,
         )
 
     def frame_probabilities(self, recording: Recording) -> np.ndarray:
@@ -432,6 +436,7 @@ def train_detector(
     )
     return DetectorModel(
         model=model,
+        model_name=name,
         state=state,
         presets=presets,
         window=window,

@@ -37,8 +37,9 @@ from smg_jax import metrics
 from smg_jax.data.recordings import Recording
 from smg_jax.online import emission, features, hmm, training, viterbi
 from smg_jax.online.errors import OnlineError
-from smg_jax.train import jit, steps
+from smg_jax.runtime import xla
 from smg_jax.train import state as state_lib
+from smg_jax.train import steps
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class AuthorsModel:
 
     @functools.cached_property
     def _eval_fn(self):
-        return jit.jit(functools.partial(steps.eval_step, model=self.network), inference=True)
+        return xla.jit(functools.partial(steps.eval_step, model=self.network), inference=True)
 
     @functools.cached_property
     def transitions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +288,7 @@ def train_authors(
             "mask": np.ones(batch_size, bool),
         }
 
-    eval_fn = jit.jit(functools.partial(steps.eval_step, model=network), inference=True)
+    eval_fn = xla.jit(functools.partial(steps.eval_step, model=network), inference=True)
 
     def val_batches():
         for begin in range(0, val.size, batch_size):

@@ -95,7 +95,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _free_to_change(key: str) -> bool:
-    return key.startswith(_DECODE_ONLY) or any(key.endswith(r) for r in _RUNTIME)
+    # The runtime profile (``runtime.*``) changes how a run compiles, not what it computes.
+    return key.startswith((*_DECODE_ONLY, "runtime.")) or any(key.endswith(r) for r in _RUNTIME)
 
 
 def check_resume(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.online.errors import OnlineError
-from smg_jax.train import checkpoint, jit, optim, runtime, steps
+from smg_jax.runtime import xla
+from smg_jax.train import checkpoint, optim, runtime, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def fit(
     if meta["stopped_early"] or step >= total_steps:
         saver.close()
         return state, list(meta["history"])
-    train_step = jit.jit(
+    train_step = xla.jit(
         functools.partial(steps.train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule),
         donate_argnums=(0,),
     )

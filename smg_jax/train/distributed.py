@@ -14,7 +14,7 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
-from smg_jax.train import jit
+from smg_jax.runtime import xla
 
 FIELDS = ("coordinator_address", "num_processes", "process_id")
 
@@ -31,7 +31,7 @@ def initialize(config: ml_collections.ConfigDict) -> bool:
     if not jax.distributed.is_initialized():
         # A multi-host pmap takes no per-call compiler options: give them to XLA
         # process-wide while no backend is running yet.
-        jit.set_process_wide_options()
+        xla.set_process_wide_options()
         given = {name: settings[name] for name in FIELDS if settings[name] is not None}
         jax.distributed.initialize(**given)
     return True

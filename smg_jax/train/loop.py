@@ -43,7 +43,8 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics, models
 from smg_jax.data import pipeline, synthetic_source, transforms
-from smg_jax.train import allocator, checkpoint, distributed, losses, optim, parallel, runtime
+from smg_jax.runtime import allocator
+from smg_jax.train import checkpoint, distributed, losses, optim, parallel, runtime
 from smg_jax.train import state as state_lib
 from smg_jax.train.errors import ConfigError
 
@@ -297,12 +298,13 @@ def config_changes(workdir: str | pathlib.Path, config: ml_collections.ConfigDic
             path,
             newer,
         )
-    # Which hosts run it (and where the coordinator is) does not change the numbers.
+    # Which hosts run it (and where the coordinator is), and how the process
+    # compiles and allocates (the runtime profile), do not change the numbers.
     return sorted(
         key
         for key in saved
         if key not in ignore
-        and not key.startswith("distributed.")
+        and not key.startswith(("distributed.", "runtime."))
         and saved.get(key) != current.get(key)
     )
 
@@ -410,6 +412,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         loss_fn=loss_fn,
         schedule=schedule,
         accum_steps=int(tc.accum_steps),
+        model_name=config.model.name,
     )
     threads = int(config.data.num_threads)
     # Every host draws the same global batches and reads only its slice of each.

@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.data import pipeline
-from smg_jax.train import checkpoint, jit, loop, losses, optim, parallel, steps
+from smg_jax.runtime import xla
+from smg_jax.train import checkpoint, loop, losses, optim, parallel, steps
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def train_and_evaluate_seeds(
     stacked = stack(states)
     del states
 
-    train_step = jit.jit(
+    train_step = xla.jit(
         jax.vmap(
             functools.partial(
                 steps.train_step,
@@ -194,7 +195,7 @@ def train_and_evaluate_seeds(
     )
     seed_eval = jax.vmap(functools.partial(steps.eval_step, model=model), in_axes=(0, None))
 
-    @functools.partial(jit.jit, inference=True, model=model)
+    @functools.partial(xla.jit, inference=True, model_name=config.model.name)
     def eval_fn(train_state, batch):
         # (S, B, K) -> (B, S, K): loop.predict keeps rows by batch position, so
         # it returns (N, S, K), every seed's logits for each test example.

@@ -2,12 +2,12 @@
 
 ``train.parallel`` picks one of three placements of the same computation:
 
-* ``"none"``: one device, ``jit.jit`` (single-host only; the loop's path
+* ``"none"``: one device, ``xla.jit`` (single-host only; the loop's path
   before this module existed).
 * ``"pmap"``: ``jax.pmap`` over each host's devices; gradients (and, with
   ``train.cross_replica_bn``, BatchNorm statistics) are averaged with
   collectives over every device of every host.
-* ``"mesh"``: ``jit.jit`` over a one-axis ``Mesh`` of every device; the
+* ``"mesh"``: ``xla.jit`` over a one-axis ``Mesh`` of every device; the
   batch is sharded over it, params, optimizer state and BatchNorm
   statistics are replicated, and XLA inserts the collectives. jit keeps the
   single-device semantics, so BatchNorm statistics are always global.
@@ -39,7 +39,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from smg_jax.train import jit, steps
+from smg_jax.runtime import xla
+from smg_jax.train import steps
 from smg_jax.train.errors import ConfigError
 from smg_jax.train.state import TrainState
 
@@ -206,25 +207,25 @@ def pmap_train_step(train_fn: TrainFn) -> TrainFn:
     Takes the state with a leading device axis (``replicate_local``) and the
     batch from ``split_for_devices``; returns the new state (device axis
     kept) and the metrics once (they are the same on every device). Compiled
-    with ``jit.jit``'s XLA options (``jit.pmap``).
+    with ``xla.jit``'s XLA options (``xla.pmap``).
     """
-    return jit.pmap(train_fn, axis_name=AXIS, out_axes=(0, None), donate_argnums=(0,))
+    return xla.pmap(train_fn, axis_name=AXIS, out_axes=(0, None), donate_argnums=(0,))
 
 
-def pmap_eval_step(eval_fn: EvalFn, model: nn.Module | None = None) -> EvalFn:
+def pmap_eval_step(eval_fn: EvalFn, model_name: str | None = None) -> EvalFn:
     """Logits ``(L, E / L, K)`` for the batch from ``split_for_devices``.
 
     Every device evaluates with device 0's BatchNorm statistics: with
     per-device statistics (``cross_replica_bn=False``) devices would
     otherwise score with different models; this is the copy checkpoints keep.
-    ``model`` chooses the inference compiler options (``jit.pmap``).
+    ``model_name`` (the registry's) chooses the inference compiler options (``xla.pmap``).
     """
 
     def evaluate(state: TrainState, batch: Batch) -> jax.Array:
         state = state.replace(batch_stats=broadcast_first(state.batch_stats, AXIS))
         return eval_fn(state, batch)
 
-    return jit.pmap(evaluate, inference=True, model=model, axis_name=AXIS)
+    return xla.pmap(evaluate, inference=True, model_name=model_name, axis_name=AXIS)
 
 
 def mesh_train_step(train_fn: TrainFn, mesh: Mesh) -> TrainFn:
@@ -240,7 +241,7 @@ def mesh_train_step(train_fn: TrainFn, mesh: Mesh) -> TrainFn:
         batch = {k: v.reshape((-1, *v.shape[2:])) for k, v in blocks.items()}
         return train_fn(state, batch)
 
-    return jit.jit(
+    return xla.jit(
         step,
         in_shardings=(replicated, NamedSharding(mesh, P(None, AXIS))),
         out_shardings=(replicated, replicated),
@@ -248,13 +249,13 @@ def mesh_train_step(train_fn: TrainFn, mesh: Mesh) -> TrainFn:
     )
 
 
-def mesh_eval_step(eval_fn: EvalFn, mesh: Mesh, model: Any = None) -> EvalFn:
+def mesh_eval_step(eval_fn: EvalFn, mesh: Mesh, model_name: str | None = None) -> EvalFn:
     """``eval_fn`` jitted over ``mesh``: replicated state, batch and logits sharded on rows."""
     rows = NamedSharding(mesh, P(AXIS))
-    return jit.jit(
+    return xla.jit(
         eval_fn,
         inference=True,
-        model=model,
+        model_name=model_name,
         in_shardings=(NamedSharding(mesh, P()), rows),
         out_shardings=rows,
     )
@@ -393,6 +394,7 @@ def make_steps(
     loss_fn: steps.LossFn,
     schedule: optax.Schedule | None,
     accum_steps: int,
+    model_name: str | None = None,
 ) -> tuple[TrainFn, EvalFn]:
     """``(train_step, eval_step)`` for ``placement``, from the pure steps in ``steps``.
 
@@ -400,6 +402,7 @@ def make_steps(
     takes ``placement.put_state``/``put_train_batch`` outputs and returns
     ``(state, metrics)`` with scalar metrics; the eval step takes
     ``put_eval_batch`` output and gives logits for ``placement.host_rows``.
+    ``model_name`` (the registry's) chooses the eval step's compiler options.
     """
     train_fn = functools.partial(
         steps.train_step,
@@ -412,9 +415,11 @@ def make_steps(
     )
     eval_fn = functools.partial(steps.eval_step, model=model)
     if placement.mode == "pmap":
-        return pmap_train_step(train_fn), pmap_eval_step(eval_fn, model)
+        return pmap_train_step(train_fn), pmap_eval_step(eval_fn, model_name)
     if placement.mode == "mesh":
         return mesh_train_step(train_fn, placement.mesh), mesh_eval_step(
-            eval_fn, placement.mesh, model
+            eval_fn, placement.mesh, model_name
         )
-    return jit.jit(train_fn, donate_argnums=(0,)), jit.jit(eval_fn, inference=True, model=model)
+    return xla.jit(train_fn, donate_argnums=(0,)), xla.jit(
+        eval_fn, inference=True, model_name=model_name
+    )

@@ -1,5 +1,4 @@
-"""What every training loop here needs around its steps: TensorBoard scalars, a SIGTERM flag
-and the persistent compilation cache.
+"""What every training loop here needs around its steps: TensorBoard scalars and a SIGTERM flag.
 
 Shared by the classification loop (``loop``), the emotion trainer
 (``smg_jax.emotion.end_to_end``) and the online recognizer's trainer
@@ -68,21 +67,3 @@ class Preemption:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
-
-
-def use_compilation_cache(setting: str, workdir: str | pathlib.Path) -> pathlib.Path | None:
-    """Points JAX's persistent compilation cache at ``setting``; returns the folder, or None if off.
-
-    ``'auto'`` is ``<workdir>/jax_cache``, ``''`` leaves the cache off, and
-    anything else is a folder. A resumed or repeated run then loads its
-    compiled steps instead of compiling them again (on 2 CPU cores CTR-GCN's
-    train step: 12.4 s compiled, 5.3 s from the cache, tracing included).
-    Programs that compile in under a second are not stored (JAX's
-    ``jax_persistent_cache_min_compile_time_secs``).
-    """
-    if not setting:
-        return None
-    folder = pathlib.Path(workdir) / "jax_cache" if setting == "auto" else pathlib.Path(setting)
-    folder.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    return folder

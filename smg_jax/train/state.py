@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -11,9 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from smg_jax.train import random_merge
-
-MERGED_INIT_SWITCH = "SMG_JAX_MERGED_INIT"
+from smg_jax.runtime import profile, random_merge
 
 
 class TrainState(struct.PyTreeNode):
@@ -36,9 +33,8 @@ def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...
     """Initialises ``model`` on zeros of ``input_shape`` = ``(N, M, T, V, C)``.
 
     Bitwise ``jax.jit(model.init)``, compiled with its random draws merged
-    (:mod:`smg_jax.train.random_merge`): CTR-GCN's init takes 2.2 s
-    instead of 13 s on 2 CPU cores. ``SMG_JAX_MERGED_INIT=0`` compiles it
-    plainly.
+    (:mod:`smg_jax.runtime.random_merge`), a fraction of the plain compile
+    time; the runtime profile's ``merged_init=False`` compiles it plainly.
     """
     params_rng, dropout_rng = jax.random.split(rng)
     dummy = jnp.zeros(input_shape, jnp.float32)
@@ -46,7 +42,7 @@ def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...
     def init(params_key: jax.Array, dropout_key: jax.Array) -> dict:
         return model.init({"params": params_key, "dropout": dropout_key}, dummy, train=False)
 
-    if os.environ.get(MERGED_INIT_SWITCH, "1") == "0":
+    if not profile.current().merged_init:
         return jax.jit(init)(params_rng, dropout_rng)
     return random_merge.call_with_merged_draws(init, params_rng, dropout_rng)
 

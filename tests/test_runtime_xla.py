@@ -1,5 +1,6 @@
-"""``smg_jax.train.jit``: the CPU library fusions, GPU without Triton GEMM, switches, fallback."""
+"""``smg_jax.runtime.xla``: the CPU library fusions, GPU without Triton GEMM, switches, fallback."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from smg_jax import models
-from smg_jax.train import jit
+from smg_jax.runtime import profile
+from smg_jax.runtime import xla as jit
 
 
 @pytest.fixture(autouse=True)
@@ -21,17 +23,25 @@ def _fresh_cache():
     jit._options_for.cache_clear()
 
 
+@pytest.fixture
+def use_profile():
+    """Activates the current profile with some fields changed; the previous one comes back."""
+    previous = profile.current()
+    yield lambda **fields: profile.activate(dataclasses.replace(previous, **fields))
+    profile.activate(previous)
+
+
 def test_cpu_gets_the_library_fusions_gpu_no_triton_gemm_and_tpu_nothing():
     assert jit.compiler_options("cpu") == jit.CPU_OPTIONS
     assert jit.compiler_options("cpu", inference=True) == jit.CPU_OPTIONS
-    shift = models.create("shiftgcn", num_classes=3)
-    assert jit.compiler_options("cpu", model=shift) == jit.CPU_OPTIONS
-    without = jit.compiler_options("cpu", inference=True, model=shift)
+    assert jit.compiler_options("cpu", model_name="shiftgcn") == jit.CPU_OPTIONS
+    assert jit.compiler_options("cpu", inference=True, model_name="stgcn") == jit.CPU_OPTIONS
+    without = jit.compiler_options("cpu", inference=True, model_name="shiftgcn")
     assert without == jit.CPU_OPTIONS_WITHOUT_ELEMENTWISE
     assert "ELTWISE" not in without["xla_cpu_experimental_ynn_fusion_type"]
     assert "ELTWISE" in jit.CPU_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]
     assert jit.compiler_options("gpu") == {"xla_gpu_enable_triton_gemm": False}
-    assert jit.compiler_options("gpu", inference=True, model=shift) == jit.GPU_OPTIONS
+    assert jit.compiler_options("gpu", inference=True, model_name="shiftgcn") == jit.GPU_OPTIONS
     assert jit.compiler_options("tpu", inference=True) == {}
 
 
@@ -41,16 +51,21 @@ def test_gpu_option_is_one_this_jaxlib_knows():
     assert jit.compiler_options("gpu") == jit.GPU_OPTIONS
 
 
-@pytest.mark.parametrize("value", ["1", "true", "on"])
-def test_gpu_switch_gives_triton_gemm_back(monkeypatch, value):
-    monkeypatch.setenv(jit.GPU_TRITON_GEMM_SWITCH, value)
+def test_model_hints_are_keyed_by_registered_names():
+    assert set(jit.MODEL_HINTS) <= set(models.MODELS)
+    assert jit.hints_for(None) == jit.CompilerHints()
+    with pytest.raises(TypeError, match="registry name"):
+        jit.hints_for(models.create("shiftgcn", num_classes=3))
+
+
+def test_gpu_switch_gives_triton_gemm_back(use_profile):
+    use_profile(gpu_triton_gemm=True)
     assert jit.compiler_options("gpu") == {}
     assert jit.compiler_options("cpu") == jit.CPU_OPTIONS
 
 
-@pytest.mark.parametrize("value", ["0", "false", "off"])
-def test_environment_switch_turns_them_off(monkeypatch, value):
-    monkeypatch.setenv(jit.ENV_SWITCH, value)
+def test_profile_switch_turns_them_off(use_profile):
+    use_profile(cpu_library_fusions=False)
     assert jit.compiler_options("cpu") == {}
     assert jit.compiler_options("gpu") == jit.GPU_OPTIONS
 
@@ -58,9 +73,8 @@ def test_environment_switch_turns_them_off(monkeypatch, value):
 def test_options_this_jaxlib_refuses_fall_back_to_defaults(monkeypatch, caplog):
     monkeypatch.setattr(jit, "CPU_OPTIONS", {"xla_cpu_no_such_option_anywhere": "1"})
     assert jit.compiler_options("cpu") == {}
-    shift = models.create("shiftgcn", num_classes=3)
     assert (
-        jit.compiler_options("cpu", inference=True, model=shift)
+        jit.compiler_options("cpu", inference=True, model_name="shiftgcn")
         == jit.CPU_OPTIONS_WITHOUT_ELEMENTWISE
     )
     assert "refused" in caplog.text
@@ -84,7 +98,7 @@ def test_a_model_compiled_with_them_matches_xla_defaults():
     plain = jax.jit(grad)(variables["params"], x)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
-    forward = jit.jit(model.apply, inference=True, model=model)(variables, x)
+    forward = jit.jit(model.apply, inference=True, model_name="stgcn")(variables, x)
     np.testing.assert_allclose(forward, jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-6)
 
 
@@ -117,8 +131,8 @@ def test_pmap_compiles_with_the_options_and_matches_plain_pmap():
     assert len(ours._executables) == 2
 
 
-def test_pmap_without_options_is_plain_pmap(monkeypatch):
-    monkeypatch.setenv(jit.ENV_SWITCH, "0")
+def test_pmap_without_options_is_plain_pmap(use_profile):
+    use_profile(cpu_library_fusions=False)
     if jax.default_backend() == "cpu":
         assert not isinstance(jit.pmap(lambda x: x), jit._PmapWithOptions)
 
@@ -150,7 +164,7 @@ def test_process_wide_options_wait_for_no_backend(monkeypatch):
 _CHILD = """
 import os, sys
 import jax, jax.numpy as jnp
-from smg_jax.train import jit
+from smg_jax.runtime import xla as jit
 if sys.argv[1] == "refused":
     jit.CPU_OPTIONS = {"xla_cpu_smg_no_such_flag": True}
 if sys.argv[1] != "unset":
@@ -163,7 +177,9 @@ print("FUSED", "ynn_fusion" in text[text.index("ENTRY"):])
 
 @pytest.mark.parametrize("mode", ["set", "unset", "refused"])
 def test_process_wide_options_reach_a_plain_pmap(mode):
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", jit.ENV_SWITCH)}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SMG_JAX_CPU_LIBRARY_FUSIONS")
+    }
     env["JAX_PLATFORMS"] = "cpu"
     root = pathlib.Path(__file__).resolve().parents[1]
     done = subprocess.run(

@@ -8,8 +8,9 @@ an FFI custom call. Measured on 2 cores (batch
 16, 60 frames, ST-GCN): 1.5x the training clips/s of XLA's default
 fusions; golden parity is unchanged.
 Inference uses them too (5-15 % more clips/s for ST-GCN, 2s-AGCN and
-CTR-GCN) except for models that set ``cpu_inference_elementwise_fusions =
-False``: Shift-GCN, whose gathered shifts ran at half speed inside them.
+CTR-GCN) except for the models whose ``MODEL_HINTS`` entry says otherwise:
+Shift-GCN, whose gathered shifts ran at half speed inside the elementwise
+fusions, compiles its inference without them.
 
 On the GPU backend, Triton GEMM fusion is switched off
 (``xla_gpu_enable_triton_gemm=False``; GEMMs go to cuBLAS). With jaxlib 0.11.2
@@ -18,14 +19,16 @@ on an H200, XLA aborted the whole process while fusing a dot of GCN-NAS
 ``Check failed: subdim_size_accumulator == dim_size``); with the flag all six
 models compiled and trained (docs/performance.md). TPU gets no extra options.
 
-Set ``SMG_JAX_CPU_LIBRARY_FUSIONS=0`` to compile with XLA's CPU defaults and
-``SMG_JAX_GPU_TRITON_GEMM=1`` to give Triton GEMM fusion back to XLA:GPU (to
-compare, or once a jaxlib fixes the abort). A jaxlib that does not know an
-option is detected once and falls back to the defaults with a warning.
+The runtime profile's ``cpu_library_fusions=False`` compiles with XLA's CPU
+defaults and ``gpu_triton_gemm=True`` gives Triton GEMM fusion back to XLA:GPU
+(to compare, or once a jaxlib fixes the abort); ``smg_jax.runtime.profile``
+names their environment overrides. A jaxlib that does not know an option is
+detected once and falls back to the defaults with a warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -37,10 +40,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from smg_jax.runtime import profile
+
 log = logging.getLogger(__name__)
 
-ENV_SWITCH = "SMG_JAX_CPU_LIBRARY_FUSIONS"
-GPU_TRITON_GEMM_SWITCH = "SMG_JAX_GPU_TRITON_GEMM"
 GPU_OPTIONS: dict[str, Any] = {"xla_gpu_enable_triton_gemm": False}
 
 
@@ -59,8 +62,26 @@ CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE")
 CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE")
 
 
-def _switched_on(variable: str, default: str) -> bool:
-    return os.environ.get(variable, default).strip().lower() not in {"0", "false", "no", "off"}
+@dataclasses.dataclass(frozen=True)
+class CompilerHints:
+    """How one model's programs are compiled, where it differs from the rest."""
+
+    # Inference with XLA:CPU's elementwise library fusions.
+    cpu_inference_elementwise_fusions: bool = True
+
+
+# Keyed by the model registry's names (``smg_jax.models``).
+MODEL_HINTS: dict[str, CompilerHints] = {
+    # Its shifts are gathers, which ran at half speed inside the elementwise fusions.
+    "shiftgcn": CompilerHints(cpu_inference_elementwise_fusions=False),
+}
+
+
+def hints_for(model_name: str | None) -> CompilerHints:
+    """The compiler hints of the registered model ``model_name`` (``None``: the defaults)."""
+    if model_name is not None and not isinstance(model_name, str):
+        raise TypeError(f"model_name must be a registry name (a str), not {type(model_name)}.")
+    return MODEL_HINTS.get(model_name or "", CompilerHints())
 
 
 @functools.cache
@@ -84,17 +105,23 @@ def _options_for(
 
 
 def compiler_options(
-    backend: str | None = None, *, inference: bool = False, model: Any = None
+    backend: str | None = None, *, inference: bool = False, model_name: str | None = None
 ) -> dict[str, Any]:
     """The options ``jit`` passes for ``backend`` (default: JAX's default backend).
 
-    ``inference`` with a ``model`` whose ``cpu_inference_elementwise_fusions``
-    is ``False`` leaves the elementwise fusions out.
+    From the runtime profile; ``inference`` of the registered model
+    ``model_name`` follows its ``MODEL_HINTS`` entry.
     """
-    enabled = _switched_on(ENV_SWITCH, "1")
-    elementwise = not inference or getattr(model, "cpu_inference_elementwise_fusions", True)
-    triton_gemm = _switched_on(GPU_TRITON_GEMM_SWITCH, "0")
-    return dict(_options_for(backend or jax.default_backend(), enabled, elementwise, triton_gemm))
+    settings = profile.current()
+    elementwise = not inference or hints_for(model_name).cpu_inference_elementwise_fusions
+    return dict(
+        _options_for(
+            backend or jax.default_backend(),
+            settings.cpu_library_fusions,
+            elementwise,
+            settings.gpu_triton_gemm,
+        )
+    )
 
 
 def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -156,7 +183,7 @@ def set_process_wide_options() -> dict[str, Any]:
     ``jax.distributed.initialize``); afterwards ``XLA_FLAGS`` is no longer
     read, and this logs so and returns ``{}``. The backend is not known yet,
     so both the CPU options and the GPU one are set; each backend reads only
-    its own. The environment switches apply, a flag already in ``XLA_FLAGS``
+    its own. The runtime profile's switches apply, a flag already in ``XLA_FLAGS``
     is left as the user set it, and flags this jaxlib refuses (tried in a
     child process: XLA aborts on an unknown flag) are not set, with a warning.
     Returns the options set.
@@ -167,9 +194,9 @@ def set_process_wide_options() -> dict[str, Any]:
         log.info("A JAX backend is running already; XLA_FLAGS left unchanged.")
         return {}
     options: dict[str, Any] = {}
-    if _switched_on(ENV_SWITCH, "1"):
+    if profile.current().cpu_library_fusions:
         options.update(CPU_OPTIONS)
-    if not _switched_on(GPU_TRITON_GEMM_SWITCH, "0"):
+    if not profile.current().gpu_triton_gemm:
         options.update(GPU_OPTIONS)
     existing = os.environ.get("XLA_FLAGS", "")
     options = {
@@ -236,20 +263,24 @@ def _warn_multihost_pmap(options: tuple[str, ...]) -> None:
     log.warning(
         "pmap over %d processes compiles without the XLA options %s (an AOT-compiled pmap "
         "takes global arrays, and XLA_FLAGS did not carry them: see "
-        "jit.set_process_wide_options); use train.parallel='mesh' to keep them.",
+        "smg_jax.runtime.xla.set_process_wide_options); use train.parallel='mesh' to keep them.",
         jax.process_count(),
         ", ".join(options),
     )
 
 
 def pmap(
-    fun: Callable[..., Any], *, inference: bool = False, model: Any = None, **kwargs: Any
+    fun: Callable[..., Any],
+    *,
+    inference: bool = False,
+    model_name: str | None = None,
+    **kwargs: Any,
 ) -> Any:
     """``jax.pmap(fun, **kwargs)`` compiled with ``compiler_options()``.
 
     Without it pmap programs would miss the CPU library fusions and, on GPU,
     keep the Triton GEMM fusion that aborted XLA for GCN-NAS and Shift-GCN.
-    ``inference`` and ``model`` as for ``jit``.
+    ``inference`` and ``model_name`` as for ``jit``.
 
     With several processes (multi-host) this is plain ``jax.pmap``: an
     ahead-of-time compiled pmap program expects the global arrays, while each
@@ -258,7 +289,7 @@ def pmap(
     before the backend starts (``distributed.initialize`` does); an option
     missing there gets a warning, once.
     """
-    options = compiler_options(inference=inference, model=model)
+    options = compiler_options(inference=inference, model_name=model_name)
     if options and jax.process_count() > 1:
         missing = tuple(name for name, value in options.items() if _PROCESS_WIDE.get(name) != value)
         if missing:
@@ -270,11 +301,16 @@ def pmap(
 
 
 def jit(
-    fun: Callable[..., Any], *, inference: bool = False, model: Any = None, **kwargs: Any
+    fun: Callable[..., Any],
+    *,
+    inference: bool = False,
+    model_name: str | None = None,
+    **kwargs: Any,
 ) -> Any:
     """``jax.jit(fun, **kwargs)`` plus ``compiler_options()`` for the default backend.
 
-    ``inference=True`` for forward-only programs (evaluation, prediction) of ``model``.
+    ``inference=True`` for forward-only programs (evaluation, prediction) of
+    the registered model ``model_name`` (its name in ``smg_jax.models``).
     """
-    options = compiler_options(inference=inference, model=model)
+    options = compiler_options(inference=inference, model_name=model_name)
     return jax.jit(fun, compiler_options=options or None, **kwargs)

@@ -254,31 +254,45 @@ class ChunkKernels {
   int count_ = 0;
 };
 
+// Forward and input gradient: one activation in, one out, the kernel in the
+// layout the pass's primitive wants. `from_x`: the input is x (forward), else dy.
+template <typename Pd, typename Primitive>
+ffi::Error KernelPass(const char* what, const Shape& s, ffi::ThreadPool& pool,
+                      const float* kernel_data, const float* in, float* out, bool from_x,
+                      Pd Primitives::*pd, Primitive Primitives::*primitive, int in_arg,
+                      int out_arg) {
+  std::unique_ptr<ChunkKernels> kernels;
+  try {
+    OneThread();
+    kernels = std::make_unique<ChunkKernels>(
+        s, pool.num_threads(), kernel_data,
+        [pd](const Primitives& p) { return (p.*pd).weights_desc(); });
+  } catch (const std::exception& e) {
+    return Failed(what, s, e.what());
+  }
+  const int64_t x_row = s.t * s.c, y_row = s.out_frames() * s.o;
+  const int64_t in_row = from_x ? x_row : y_row, out_row = from_x ? y_row : x_row;
+  return OverChunks(what, s, pool, [&](const Primitives& p, int64_t, int64_t first) {
+    float* in_rows = const_cast<float*>(in) + first * in_row;
+    dnnl::memory in_mem(from_x ? p.x_md : p.y_md, Engine(), in_rows);
+    dnnl::memory out_mem(from_x ? p.y_md : p.x_md, Engine(), out + first * out_row);
+    const auto& kernel = kernels->For((p.*pd).weights_desc());
+    (p.*primitive).execute(Stream(), {{in_arg, in_mem}, {DNNL_ARG_WEIGHTS, kernel},
+                                      {out_arg, out_mem},
+                                      {DNNL_ARG_SCRATCHPAD,
+                                       Scratchpad((p.*pd).scratchpad_desc())}});
+    Stream().wait();
+  });
+}
+
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> x, ffi::Buffer<ffi::F32, 3> w,
                    ffi::ResultBuffer<ffi::F32, 3> y, int64_t stride, int64_t pad,
                    int64_t dilation) {
   auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
   Shape s{xd[0], xd[1], xd[2], wd[2], wd[0], stride, pad, dilation};
   if (auto e = CheckFrames(s, yd[1]); e.failure()) return e;
-  std::unique_ptr<ChunkKernels> kernels;
-  try {
-    OneThread();
-    kernels = std::make_unique<ChunkKernels>(
-        s, pool.num_threads(), w.typed_data(),
-        [](const Primitives& p) { return p.forward_pd.weights_desc(); });
-  } catch (const std::exception& e) {
-    return Failed("forward", s, e.what());
-  }
-  const int64_t x_row = s.t * s.c, y_row = s.out_frames() * s.o;
-  return OverChunks("forward", s, pool, [&](const Primitives& p, int64_t, int64_t first) {
-    dnnl::memory x_mem(p.x_md, Engine(), x.typed_data() + first * x_row);
-    dnnl::memory y_mem(p.y_md, Engine(), y->typed_data() + first * y_row);
-    const auto& kernel = kernels->For(p.forward_pd.weights_desc());
-    p.forward.execute(Stream(), {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, kernel},
-                                 {DNNL_ARG_DST, y_mem},
-                                 {DNNL_ARG_SCRATCHPAD, Scratchpad(p.forward_pd.scratchpad_desc())}});
-    Stream().wait();
-  });
+  return KernelPass("forward", s, pool, w.typed_data(), x.typed_data(), y->typed_data(), true,
+                    &Primitives::forward_pd, &Primitives::forward, DNNL_ARG_SRC, DNNL_ARG_DST);
 }
 
 ffi::Error BackwardData(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> dy,
@@ -287,26 +301,9 @@ ffi::Error BackwardData(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> dy,
   auto dyd = dy.dimensions(), wd = w.dimensions(), xd = dx->dimensions();
   Shape s{xd[0], xd[1], xd[2], wd[2], wd[0], stride, pad, dilation};
   if (auto e = CheckFrames(s, dyd[1]); e.failure()) return e;
-  std::unique_ptr<ChunkKernels> kernels;
-  try {
-    OneThread();
-    kernels = std::make_unique<ChunkKernels>(
-        s, pool.num_threads(), w.typed_data(),
-        [](const Primitives& p) { return p.backward_data_pd.weights_desc(); });
-  } catch (const std::exception& e) {
-    return Failed("input gradient", s, e.what());
-  }
-  const int64_t x_row = s.t * s.c, y_row = s.out_frames() * s.o;
-  return OverChunks("input gradient", s, pool, [&](const Primitives& p, int64_t, int64_t first) {
-    dnnl::memory dy_mem(p.y_md, Engine(), dy.typed_data() + first * y_row);
-    dnnl::memory dx_mem(p.x_md, Engine(), dx->typed_data() + first * x_row);
-    const auto& kernel = kernels->For(p.backward_data_pd.weights_desc());
-    p.backward_data.execute(
-        Stream(), {{DNNL_ARG_DIFF_DST, dy_mem}, {DNNL_ARG_WEIGHTS, kernel},
-                   {DNNL_ARG_DIFF_SRC, dx_mem},
-                   {DNNL_ARG_SCRATCHPAD, Scratchpad(p.backward_data_pd.scratchpad_desc())}});
-    Stream().wait();
-  });
+  return KernelPass("input gradient", s, pool, w.typed_data(), dy.typed_data(),
+                    dx->typed_data(), false, &Primitives::backward_data_pd,
+                    &Primitives::backward_data, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC);
 }
 
 ffi::Error BackwardWeights(ffi::ThreadPool pool, ffi::Buffer<ffi::F32, 3> x,

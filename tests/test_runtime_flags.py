@@ -1,4 +1,4 @@
-"""``--host_allocator`` of the training programs: a real restart of ``experiments.sweep``."""
+"""The flags every experiments program shares: real runs of ``experiments.sweep`` and ``main``."""
 
 import pathlib
 import subprocess
@@ -32,3 +32,19 @@ def test_unknown_allocator_is_refused_by_the_flag(tmp_path):
     refused = _sweep(tmp_path, "--host_allocator=mimalloc")
     assert refused.returncode != 0
     assert "host_allocator" in refused.stderr and "mimalloc" in refused.stderr
+
+
+def test_compilation_cache_flag_is_an_alias_of_the_config_field(tmp_path):
+    folder = tmp_path / "compiled"
+    done = _sweep(tmp_path, f"--compilation_cache={folder}")
+    assert done.returncode == 0, done.stderr
+    assert f"Compilation cache: {folder}" in done.stderr and folder.is_dir()
+    assert "Runtime profile: " in done.stderr and f"compilation_cache='{folder}'" in done.stderr
+
+
+def test_main_help_lists_the_runtime_flags():
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--help"], cwd=REPO, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert "--host_allocator" in done.stdout and "--compilation_cache" in done.stdout

@@ -14,7 +14,7 @@ with the default allocator.
 An allocator can only be chosen before a process starts (``LD_PRELOAD``), so
 this module is also a launcher::
 
-    python -m smg_jax.train.allocator tcmalloc -- python -m experiments.main --config=...
+    python -m smg_jax.runtime.allocator tcmalloc -- python -m experiments.main --config=...
 
 It finds the library, adds it to ``LD_PRELOAD`` and replaces itself with the
 command. ``hugepages`` needs nothing installed: glibc's own ``malloc`` (2.35
@@ -180,9 +180,9 @@ def restart_with(name: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m smg_jax.train.allocator",
+        prog="python -m smg_jax.runtime.allocator",
         description="Run a command with the given host memory allocator preloaded.",
-        epilog="example: python -m smg_jax.train.allocator tcmalloc -- "
+        epilog="example: python -m smg_jax.runtime.allocator tcmalloc -- "
         "python -m experiments.main --config=experiments/configs/stgcn.py --workdir=runs/x",
     )
     parser.add_argument("allocator", choices=CHOICES)
