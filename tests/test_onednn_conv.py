@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from smg_jax import models
-from smg_jax.models import blocks, onednn_conv
+from smg_jax.models import onednn_conv
+from smg_jax.models.ops import temporal_conv
 
 LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
 
@@ -69,7 +70,7 @@ def test_convolve_frames_by_onednn_matches_xla_forward_and_gradients(
     w = rand(kernel, 6, 5, seed=1)
 
     def ours(x, w):
-        return blocks.convolve_frames(x, w, stride, dilation, pad)
+        return temporal_conv.convolve_frames(x, w, stride, dilation, pad)
 
     assert custom_call_targets(ours, x, w) == {"forward"}
     expected = xla_conv(x, w, stride, dilation, pad)
@@ -93,7 +94,7 @@ def test_vmapped_kernels_run_one_call_per_kernel(monkeypatch):
     # The seeds of experiments.sweep are vmapped: each seed has its own kernel.
     monkeypatch.setenv(onednn_conv.ENV_SWITCH, "1")
     x, kernels = rand(3, 2, 5, 12, 4), rand(3, 9, 4, 6, seed=1)
-    got = jax.jit(jax.vmap(lambda x, w: blocks.convolve_frames(x, w, 1, 1, 4)))(x, kernels)
+    got = jax.jit(jax.vmap(lambda x, w: temporal_conv.convolve_frames(x, w, 1, 1, 4)))(x, kernels)
     for i in range(3):
         np.testing.assert_allclose(got[i], xla_conv(x[i], kernels[i], 1, 1, 4), atol=1e-5)
 
@@ -103,7 +104,7 @@ def test_what_stays_in_xla(monkeypatch):
     x = rand(2, 3, 15, 8)
 
     def conv(x, w):
-        return blocks.convolve_frames(x, w, 1, 1, 4)
+        return temporal_conv.convolve_frames(x, w, 1, 1, 4)
 
     monkeypatch.setenv(onednn_conv.ENV_SWITCH, "1")
     assert custom_call_targets(conv, x, rand(9, 8, 4)) == {"forward"}
