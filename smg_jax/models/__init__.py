@@ -11,6 +11,10 @@ joints, channels) and return ``(N, num_classes)`` logits:
 ``module.apply(variables, x, train=False)``; for training,
 ``module.apply(variables, x, train=True, mutable=["batch_stats"],
 rngs={"dropout": key})``.
+
+Beside the models: ``layers`` (the layers they share and the backbone),
+``ops`` (the fast paths, each beside a plain reference), ``convert`` (the
+state_dict readers) and ``export`` (``jax.export`` for inference).
 """
 
 from __future__ import annotations
@@ -37,9 +41,6 @@ MODELS: dict[str, tuple[str, str]] = {
     "msg3d": ("smg_jax.models.msg3d", "MS-G3D (Liu et al., CVPR 2020)"),
     "ctrgcn": ("smg_jax.models.ctrgcn", "CTR-GCN (Chen et al., ICCV 2021)"),
 }
-
-
-# ``layers`` imports ``check_input`` from here: the model modules load after this package.
 
 
 class UnknownModelError(KeyError):
@@ -102,7 +103,8 @@ def default_fields(name: str) -> dict[str, Any]:
     return fields
 
 
-# Plumbing the model modules share: their ``build`` and input checks.
+# Plumbing the model modules share: their ``build`` and input checks. It lives here,
+# in the package every model module imports first, so nothing here imports a model.
 
 
 def resolve_skeleton(skeleton: str | Skeleton) -> Skeleton:
