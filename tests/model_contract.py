@@ -18,7 +18,7 @@ import pytest
 from conftest import assert_logits_close, load_golden, torch_to_ours
 
 from smg_jax import models
-from smg_jax.models import blocks, convert
+from smg_jax.models import convert, resolve_skeleton
 from smg_jax.runtime import xla as jit
 
 
@@ -28,7 +28,7 @@ def count(tree) -> int:
 
 def input_shape(module, batch: int = 2, frames: int = 16) -> tuple[int, ...]:
     """``(N, M, T, V, C)`` that fits ``module``."""
-    v = blocks.resolve_skeleton(module.skeleton).num_joints
+    v = resolve_skeleton(module.skeleton).num_joints
     return (batch, module.num_persons, frames, v, module.in_channels)
 
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smg_jax.models import blocks
+from smg_jax.models import layers, stgcn
+from smg_jax.models.ops import batch_norm, joints, temporal_conv
 
 
 def rand(*shape, seed=0):
@@ -18,7 +19,7 @@ def rand(*shape, seed=0):
 
 def test_batch_norm_follows_pytorch_in_training_and_eval():
     x = rand(4, 5, 6, 3) * 2 + 1
-    bn = blocks.BatchNorm()
+    bn = layers.BatchNorm()
     variables = bn.init(jax.random.key(0), x, train=False)
     y, updated = bn.apply(variables, x, train=True, mutable=["batch_stats"])
     flat = x.reshape(-1, 3).astype(np.float64)
@@ -37,11 +38,11 @@ def test_batch_norm_follows_pytorch_in_training_and_eval():
 
 def test_batch_norm_axis_name_averages_statistics_across_replicas():
     x = rand(4, 7, 2, seed=1)
-    whole = blocks.BatchNorm()
+    whole = layers.BatchNorm()
     variables = whole.init(jax.random.key(0), x, train=False)
     expected, expected_stats = whole.apply(variables, x, train=True, mutable=["batch_stats"])
 
-    shared = blocks.BatchNorm(axis_name="replicas")
+    shared = layers.BatchNorm(axis_name="replicas")
 
     def per_replica(shard):
         return shared.apply(variables, shard, train=True, mutable=["batch_stats"])
@@ -80,7 +81,7 @@ def test_batch_norm_train_gradient_matches_autodiff_of_the_formula():
     x = rand(4, 5, 6, 3, seed=2) * 3 + 2
     scale, bias = rand(3, seed=3), rand(3, seed=4)
     weights = (rand(4, 5, 6, 3, seed=5), rand(3, seed=6), rand(3, seed=7))
-    ours = jax.jit(lambda x, s, b: blocks.batch_norm_train(x, s, b, 1e-5, None))
+    ours = jax.jit(lambda x, s, b: batch_norm.batch_norm_train(x, s, b, 1e-5, None))
     for got, want in zip(ours(x, scale, bias), _reference_batch_norm(x, scale, bias), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     grads = jax.grad(_batch_norm_loss(ours, weights), (0, 1, 2))(x, scale, bias)
@@ -97,14 +98,14 @@ def test_batch_norm_train_gradient_across_replicas_matches_one_device():
 
     def loss(axis_name):
         def value(x, scale, bias):
-            y, _, _ = blocks.batch_norm_train(x, scale, bias, 1e-5, axis_name)
+            y, _, _ = batch_norm.batch_norm_train(x, scale, bias, 1e-5, axis_name)
             return (y * weights).sum()
 
         return value
 
     def per_replica(shard, w):
         def value(shard, scale, bias):
-            y, _, _ = blocks.batch_norm_train(shard, scale, bias, 1e-5, "replicas")
+            y, _, _ = batch_norm.batch_norm_train(shard, scale, bias, 1e-5, "replicas")
             return (y * w).sum()
 
         dx, dscale, dbias = jax.grad(value, (0, 1, 2))(shard, scale, bias)
@@ -121,7 +122,7 @@ def test_batch_norm_train_gradient_across_replicas_matches_one_device():
 
 def test_batch_norm_in_bfloat16_keeps_float32_statistics_and_gradients():
     x = rand(4, 5, 6, 3, seed=14) * 2 + 1
-    bn = blocks.BatchNorm(dtype=jnp.bfloat16)
+    bn = layers.BatchNorm(dtype=jnp.bfloat16)
     variables = bn.init(jax.random.key(0), x, train=False)
 
     def loss(params, x):
@@ -146,12 +147,12 @@ def test_aggregate_joints_and_its_gradient_match_einsum(shared):
         return lambda a, x: (aggregate(a, x) * weights).sum()
 
     np.testing.assert_allclose(
-        jax.jit(blocks.aggregate_joints)(adjacency, features),
+        jax.jit(joints.aggregate_joints)(adjacency, features),
         np.einsum(spec, adjacency, features),
         rtol=1e-5,
         atol=1e-5,
     )
-    grads = jax.grad(loss(blocks.aggregate_joints), (0, 1))(adjacency, features)
+    grads = jax.grad(loss(joints.aggregate_joints), (0, 1))(adjacency, features)
     expected = jax.grad(loss(lambda a, x: jnp.einsum(spec, a, x)), (0, 1))(adjacency, features)
     for got, want in zip(grads, expected, strict=True):
         assert got.shape == want.shape
@@ -160,12 +161,12 @@ def test_aggregate_joints_and_its_gradient_match_einsum(shared):
 
 def test_subsets_major_puts_each_subsets_frames_and_channels_in_one_row():
     embedding = rand(2, 5, 4, 3, 6, seed=23)  # (B, V, T, K, C_e)
-    rows = np.asarray(blocks.subsets_major(embedding))
+    rows = np.asarray(joints.subsets_major(embedding))
     assert rows.shape == (2, 3, 5, 4 * 6)
     np.testing.assert_array_equal(rows[1, 2, 3], np.asarray(embedding)[1, 3, :, 2, :].ravel())
     other = rand(2, 5, 4, 3, 6, seed=24)
     np.testing.assert_allclose(
-        np.einsum("bkvf,bkwf->bkvw", rows, np.asarray(blocks.subsets_major(other))),
+        np.einsum("bkvf,bkwf->bkvw", rows, np.asarray(joints.subsets_major(other))),
         np.einsum("bvtki,bwtki->bkvw", embedding, other),
         rtol=1e-5,
         atol=1e-5,
@@ -177,20 +178,20 @@ def test_subsets_major_puts_each_subsets_frames_and_channels_in_one_row():
     list(itertools.product((7, 8, 15), (1, 5, 9), (1, 2, 3), (1, 2))),
 )
 def test_temporal_conv_output_length_is_pytorchs(frames, kernel, stride, dilation):
-    conv = blocks.TemporalConv(4, kernel, stride, dilation)
+    conv = layers.TemporalConv(4, kernel, stride, dilation)
     x = jax.ShapeDtypeStruct((2, 3, frames, 5), jnp.float32)
     y, _ = jax.eval_shape(lambda x: conv.init_with_output(jax.random.key(0), x), x)
     pad = dilation * (kernel - 1) // 2
-    assert y.shape == (2, 3, blocks.conv_output_length(frames, kernel, stride, pad, dilation), 4)
+    assert y.shape == (2, 3, layers.conv_output_length(frames, kernel, stride, pad, dilation), 4)
 
 
 def test_temporal_conv_matches_a_direct_convolution():
     x = rand(2, 3, 11, 4)
-    conv = blocks.TemporalConv(5, kernel_size=3, stride=2, dilation=2)
+    conv = layers.TemporalConv(5, kernel_size=3, stride=2, dilation=2)
     variables = conv.init(jax.random.key(0), x)
     kernel, bias = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
     padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)))
-    out_len = blocks.conv_output_length(11, 3, 2, 2, 2)
+    out_len = layers.conv_output_length(11, 3, 2, 2, 2)
     expected = np.stack(
         [
             sum(padded[:, :, 2 * t + 2 * j] @ kernel[j] for j in range(3)) + bias
@@ -219,7 +220,7 @@ def test_strided_conv_rewrite_matches_xlas_strided_convolution_and_its_gradients
         )  # fmt: skip
 
     def rewritten(x, w):
-        return blocks.strided_conv1d(x, w, stride, dilation, pad)
+        return temporal_conv.strided_conv1d(x, w, stride, dilation, pad)
 
     expected = strided(x, w)
     np.testing.assert_allclose(rewritten(x, w), expected, atol=1e-5)
@@ -234,7 +235,7 @@ def test_strided_conv_rewrite_matches_xlas_strided_convolution_and_its_gradients
 
 def test_max_pool_pads_with_minus_infinity():
     x = -1.0 - np.abs(rand(1, 2, 5, 3))
-    y = blocks.max_pool_time(jnp.asarray(x), 3, 2, 1)
+    y = layers.max_pool_time(jnp.asarray(x), 3, 2, 1)
     expected = np.stack([x[:, :, 0:2].max(2), x[:, :, 1:4].max(2), x[:, :, 3:5].max(2)], axis=2)
     np.testing.assert_array_equal(y, expected)
 
@@ -243,7 +244,7 @@ def test_max_pool_pads_with_minus_infinity():
 def test_graph_conv_equals_project_then_aggregate(c_in, c_out):
     # Both evaluation orders must give upstream's conv-then-einsum result.
     x, adjacency = rand(2, 5, 4, c_in), np.abs(rand(3, 5, 5, seed=2))
-    gcn = blocks.GraphConv(c_out, bias_init=jax.nn.initializers.normal(1.0))
+    gcn = stgcn.GraphConv(c_out, bias_init=jax.nn.initializers.normal(1.0))
     variables = gcn.init(jax.random.key(0), x, adjacency)
     kernel, bias = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
     projected = (x @ kernel + bias).reshape(2, 5, 4, 3, c_out)
@@ -255,7 +256,7 @@ def test_graph_conv_equals_project_then_aggregate(c_in, c_out):
 def test_data_batch_norm_orders_channels_like_the_originals(bodies_in_channels):
     n, m, t, v, c = 2, 2, 3, 4, 3
     x = rand(n, m, t, v, c)
-    module = blocks.DataBatchNorm(bodies_in_channels=bodies_in_channels)
+    module = layers.DataBatchNorm(bodies_in_channels=bodies_in_channels)
     variables = module.init(jax.random.key(0), x, train=False)
     size = m * v * c if bodies_in_channels else v * c
     assert variables["params"]["bn"]["scale"].shape == (size,)
@@ -272,7 +273,7 @@ def test_data_batch_norm_orders_channels_like_the_originals(bodies_in_channels):
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_dropout_keeps_the_expected_fraction_scaled(rate):
     x = jnp.ones((16, 25, 30, 64))
-    y = blocks.Dropout(rate).apply({}, x, False, rngs={"dropout": jax.random.key(3)})
+    y = layers.Dropout(rate).apply({}, x, False, rngs={"dropout": jax.random.key(3)})
     kept = np.asarray(y) != 0
     assert abs(kept.mean() - (1 - rate)) < 0.01
     np.testing.assert_allclose(np.asarray(y)[kept], 1 / (1 - rate), rtol=1e-6)
@@ -280,7 +281,7 @@ def test_dropout_keeps_the_expected_fraction_scaled(rate):
 
 def test_dropout_masks_are_independent_across_elements_and_keys():
     x = jnp.ones((200_000,))
-    drop = blocks.Dropout(0.5)
+    drop = layers.Dropout(0.5)
     a = np.asarray(drop.apply({}, x, False, rngs={"dropout": jax.random.key(0)})) > 0
     b = np.asarray(drop.apply({}, x, False, rngs={"dropout": jax.random.key(1)})) > 0
     assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.01  # neighbours
@@ -290,18 +291,18 @@ def test_dropout_masks_are_independent_across_elements_and_keys():
 
 def test_dropout_is_the_identity_when_deterministic_or_rate_zero():
     x = jax.random.normal(jax.random.key(0), (4, 5))
-    np.testing.assert_array_equal(blocks.Dropout(0.5).apply({}, x, True), x)
-    np.testing.assert_array_equal(blocks.Dropout(0.0).apply({}, x, False), x)
-    assert not np.asarray(blocks.Dropout(1.0).apply({}, x, False)).any()
+    np.testing.assert_array_equal(layers.Dropout(0.5).apply({}, x, True), x)
+    np.testing.assert_array_equal(layers.Dropout(0.0).apply({}, x, False), x)
+    assert not np.asarray(layers.Dropout(1.0).apply({}, x, False)).any()
 
 
 def test_rows_matmul_is_the_plain_product_with_the_same_gradients():
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(2, 5, 7, 4)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
-    np.testing.assert_allclose(blocks.rows_matmul(x, kernel), x @ kernel, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(joints.rows_matmul(x, kernel), x @ kernel, rtol=1e-6, atol=1e-6)
     cotangent = jnp.asarray(rng.normal(size=(2, 5, 7, 6)), jnp.float32)
-    ours = jax.vjp(blocks.rows_matmul, x, kernel)[1](cotangent)
+    ours = jax.vjp(joints.rows_matmul, x, kernel)[1](cotangent)
     plain = jax.vjp(jnp.matmul, x, kernel)[1](cotangent)
     for got, want in zip(ours, plain, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -323,7 +324,7 @@ def test_conv_frames_and_its_split_gradient_match_xlas_convolution(kernel, dilat
         return y.reshape(2, 3, -1, 5)
 
     def ours(x, w):
-        return blocks.conv_frames(x, w, pad, dilation)
+        return temporal_conv.conv_frames(x, w, pad, dilation)
 
     expected = plain(x, w)
     np.testing.assert_allclose(ours(x, w), expected, rtol=1e-5, atol=1e-5)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from smg_jax import models
-from smg_jax.models import blocks, onednn_conv
+from smg_jax.models import onednn_conv
+from smg_jax.models.ops import temporal_conv
 from smg_jax.runtime import onednn
 
 LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
@@ -85,9 +86,10 @@ def test_tracing_builds_nothing_and_stays_in_xla(tmp_path):
     # A library user who never loads the kernels: no compiler runs, XLA's convolution.
     probe = (
         "import jax, jax.numpy as jnp\n"
-        "from smg_jax.models import blocks, onednn_conv\n"
+        "from smg_jax.models import onednn_conv\nfrom smg_jax.models.ops import temporal_conv\n"
         "x, w = jnp.ones((2, 3, 15, 8)), jnp.ones((9, 8, 4))\n"
-        "text = jax.jit(lambda x, w: blocks.convolve_frames(x, w, 1, 1, 4)).lower(x, w).as_text()\n"
+        "conv = lambda x, w: temporal_conv.convolve_frames(x, w, 1, 1, 4)\n"
+        "text = jax.jit(conv).lower(x, w).as_text()\n"
         "print(onednn_conv.used_for(jnp.float32, (9, 8, 4)), 'smg_onednn' in text)\n"
     )
     env = {**os.environ, "SMG_JAX_CACHE_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"}
@@ -129,7 +131,7 @@ def test_convolve_frames_by_onednn_matches_xla_forward_and_gradients(
     w = rand(kernel, 6, 5, seed=1)
 
     def ours(x, w):
-        return blocks.convolve_frames(x, w, stride, dilation, pad)
+        return temporal_conv.convolve_frames(x, w, stride, dilation, pad)
 
     assert custom_call_targets(ours, x, w) == {"forward"}
     expected = xla_conv(x, w, stride, dilation, pad)
@@ -153,7 +155,7 @@ def test_vmapped_kernels_run_one_call_per_kernel(use_onednn):
     # The seeds of experiments.sweep are vmapped: each seed has its own kernel.
     use_onednn()
     x, kernels = rand(3, 2, 5, 12, 4), rand(3, 9, 4, 6, seed=1)
-    got = jax.jit(jax.vmap(lambda x, w: blocks.convolve_frames(x, w, 1, 1, 4)))(x, kernels)
+    got = jax.jit(jax.vmap(lambda x, w: temporal_conv.convolve_frames(x, w, 1, 1, 4)))(x, kernels)
     for i in range(3):
         np.testing.assert_allclose(got[i], xla_conv(x[i], kernels[i], 1, 1, 4), atol=1e-5)
 
@@ -163,7 +165,7 @@ def test_what_stays_in_xla(use_onednn):
     x = rand(2, 3, 15, 8)
 
     def conv(x, w):
-        return blocks.convolve_frames(x, w, 1, 1, 4)
+        return temporal_conv.convolve_frames(x, w, 1, 1, 4)
 
     use_onednn()
     assert custom_call_targets(conv, x, rand(9, 8, 4)) == {"forward"}
@@ -248,18 +250,3 @@ def test_build_explains_a_missing_compiler(monkeypatch, tmp_path):
     monkeypatch.setattr(onednn.shutil, "which", lambda name: None)
     with pytest.raises(onednn.OnednnUnavailableError, match="no C\\+\\+ compiler"):
         onednn.build(tmp_path)
-
-
-def test_export_works_with_onednn_suspended(use_onednn):
-    use_onednn()
-    model = models.create("stgcn", num_classes=3, channels=(8, 8), strides=(1, 1))
-    x = rand(2, 1, 12, 25, 3)
-    variables = model.init(jax.random.key(0), x, train=False)
-    with onednn.suspended():
-        assert not onednn.registered()
-        exported = jax.export.export(jax.jit(model.apply))(variables, x)
-    assert onednn.registered()  # back after the block
-    restored = jax.export.deserialize(exported.serialize())
-    np.testing.assert_allclose(
-        restored.call(variables, x), jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-5
-    )

@@ -24,6 +24,7 @@ from model_contract import (
 
 from smg_jax import models
 from smg_jax.models import convert, shiftgcn
+from smg_jax.models.ops import shift as shift_op
 
 # A narrow two-unit network (one strided unit) that compiles in a second or two.
 SMALL = {"channels": (8, 16), "strides": (1, 2)}
@@ -79,9 +80,9 @@ def shift_case(seed, frames, stride, path, channels=6, joints=5, batch=2):
         # Output frame 0 reads the last frame and one past it; later frames read nothing.
         ypos[3] = frames - 0.6 - (0.5 if stride > 1 else 0.0)
     # "near" runs the inference op's static-slice path, "far" its gather path.
-    kx = shiftgcn._split(jnp.asarray(xpos))[0]
-    ky = shiftgcn._split(shiftgcn._shift_positions(xpos, jnp.asarray(ypos), stride)[1])[0]
-    assert bool(shiftgcn._in_window(kx, ky)) == (path == "near")
+    kx = shift_op._split(jnp.asarray(xpos))[0]
+    ky = shift_op._split(shift_op._shift_positions(xpos, jnp.asarray(ypos), stride)[1])[0]
+    assert bool(shift_op._in_window(kx, ky)) == (path == "near")
     return x, xpos, ypos
 
 
@@ -130,7 +131,7 @@ def test_temporal_shift_hand_computed_case():
     )(x, jnp.zeros(1), jnp.asarray([0.25]))
     np.testing.assert_allclose(np.asarray(grads[0]).ravel(), [0.75, 1.0, 1.0, 1.0])
     assert float(grads[1][0]) == 0.0
-    assert grads[2][0] == np.float32(-shiftgcn.YPOS_STEP)
+    assert grads[2][0] == np.float32(-shift_op.YPOS_STEP)
 
 
 @pytest.mark.parametrize("path", ["near", "far"])
@@ -148,7 +149,7 @@ def test_temporal_shift_gradient_rule(frames, stride, path):
 
     # Plain autodiff of the same sampling (no custom rule) for the input gradient.
     def plain(x, xpos, ypos):
-        return shiftgcn._bilinear(x, *shiftgcn._shift_positions(xpos, ypos, stride), stride)
+        return shift_op._bilinear(x, *shift_op._shift_positions(xpos, ypos, stride), stride)
 
     plain_x, _, plain_ypos = jax.jit(lambda g: jax.vjp(plain, *args)[1](g))(jnp.asarray(g))
     np.testing.assert_allclose(np.asarray(grad_x), np.asarray(plain_x), atol=1e-6)
@@ -164,8 +165,8 @@ def test_temporal_shift_gradient_rule(frames, stride, path):
          - loss(ypos - step * np.eye(6, dtype=np.float32)[k])) / (2 * step)
         for k in range(6)
     ])  # fmt: skip
-    expected = np.where(fd != 0, np.sign(fd) * shiftgcn.YPOS_STEP, shiftgcn.YPOS_ZERO_STEP)
-    expected[-1] = shiftgcn.YPOS_ZERO_STEP
+    expected = np.where(fd != 0, np.sign(fd) * shift_op.YPOS_STEP, shift_op.YPOS_ZERO_STEP)
+    expected[-1] = shift_op.YPOS_ZERO_STEP
     np.testing.assert_array_equal(np.asarray(grad_ypos), expected.astype(np.float32))
     # Autodiff would give the raw derivative instead (summed over the batch).
     np.testing.assert_allclose(np.asarray(plain_ypos)[:-1], fd[:-1], rtol=1e-3, atol=1e-3)
@@ -250,7 +251,7 @@ def test_gradients_follow_the_shift_rule_and_inits_the_authors():
         return jnp.sum(module.apply({**variables, "params": params}, x) * jnp.arange(3.0))
 
     grads = jax.jit(jax.grad(loss))(params)
-    steps = np.float32([shiftgcn.YPOS_STEP, shiftgcn.YPOS_ZERO_STEP])
+    steps = np.float32([shift_op.YPOS_STEP, shift_op.YPOS_ZERO_STEP])
     for unit in ("l1", "l2"):
         for key in ("shift_in", "shift_out"):
             shift = grads[unit]["tcn1"][key]

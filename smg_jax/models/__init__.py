@@ -11,6 +11,10 @@ joints, channels) and return ``(N, num_classes)`` logits:
 ``module.apply(variables, x, train=False)``; for training,
 ``module.apply(variables, x, train=True, mutable=["batch_stats"],
 rngs={"dropout": key})``.
+
+Beside the models: ``layers`` (the layers they share and the backbone),
+``ops`` (the fast paths, each beside a plain reference), ``convert`` (the
+state_dict readers) and ``export`` (``jax.export`` for inference).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from smg_jax import registry
+from smg_jax.graph import Skeleton, get_skeleton
 
 # name -> (module path, one-line description)
 MODELS: dict[str, tuple[str, str]] = {
@@ -91,3 +98,61 @@ def default_fields(name: str) -> dict[str, Any]:
             continue
         fields[field.name] = getattr(module, field.name)
     return fields
+
+
+# Plumbing the model modules share: their ``build`` and input checks. It lives here,
+# in the package every model module imports first, so nothing here imports a model.
+
+
+def resolve_skeleton(skeleton: str | Skeleton) -> Skeleton:
+    """A ``Skeleton`` given itself or its name (``"kinect_v2"``, alias ``"ntu"``)."""
+    return skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
+
+
+def check_overrides(model_name: str, fields: Any, overrides: Mapping[str, Any]) -> None:
+    """Raises ``TypeError`` naming the valid fields when an override is unknown."""
+    valid = set(fields)
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(
+            f"{model_name}: unknown constructor field(s) {unknown}; valid fields: {sorted(valid)}."
+        )
+
+
+def build_module(
+    cls: type[nn.Module], model_name: str, num_classes: int, overrides: Mapping[str, Any]
+) -> nn.Module:
+    """``cls(num_classes=..., **overrides)`` after checking every override is a field.
+
+    Lists become tuples so that the module stays hashable (a requirement of
+    ``jax.jit`` on bound ``apply`` methods and of Flax's own caching).
+    """
+    fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name")]
+    check_overrides(model_name, [f for f in fields if f != "num_classes"], overrides)
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return cls(num_classes=num_classes, **fixed)
+
+
+def check_input(
+    model_name: str, x: Any, num_joints: int, in_channels: int, num_persons: int | None = None
+) -> None:
+    """Raises ``ValueError`` naming the expected layout when ``x`` does not fit the model."""
+    bodies = "M" if num_persons is None else f"M={num_persons}"
+    if (
+        x.ndim != 5
+        or x.shape[3] != num_joints
+        or x.shape[4] != in_channels
+        or (num_persons is not None and x.shape[1] != num_persons)
+    ):
+        raise ValueError(
+            f"{model_name}: expected x of shape (N, {bodies}, T, V={num_joints}, C={in_channels}) "
+            f"(clips, bodies, frames, joints, channels), got {tuple(x.shape)}. The number of "
+            "bodies is the model's num_persons field."
+        )
+
+
+def example_input_for(module: nn.Module) -> jax.ShapeDtypeStruct:
+    """An abstract ``(1, M, 16, V, C)`` input for ``convert.check_variables``."""
+    v = resolve_skeleton(module.skeleton).num_joints
+    shape = (1, module.num_persons, 16, v, module.in_channels)
+    return jax.ShapeDtypeStruct(shape, jnp.float32)

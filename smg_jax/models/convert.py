@@ -9,10 +9,13 @@ kernels ``(kh, kw, in, out)``; ``Linear`` weights are ``(out, in)``, Flax
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from smg_jax.models import resolve_skeleton
 
 
 class StateDictError(ValueError):
@@ -110,16 +113,6 @@ class StateDictReader:
         return params, stats
 
 
-def check_overrides(model_name: str, fields: Iterable[str], overrides: Mapping[str, Any]) -> None:
-    """Raises ``TypeError`` naming the valid fields when an override is unknown."""
-    valid = set(fields)
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise TypeError(
-            f"{model_name}: unknown constructor field(s) {unknown}; valid fields: {sorted(valid)}."
-        )
-
-
 # Additions for the graph-convolution models (stgcn, agcn, gcnnas, ctrgcn) ------
 
 
@@ -127,7 +120,7 @@ def temporal_conv(reader: StateDictReader, prefix: str, bias: bool = True) -> di
     """A ``Conv2d`` with a ``(k, 1)`` kernel -> ``{"kernel": (k, in, out), "bias"}``.
 
     The layout of a 1-D convolution over frames with joints folded into the
-    batch (``blocks.TemporalConv``). A ``(k, w)`` kernel with ``w != 1`` is
+    batch (``layers.TemporalConv``). A ``(k, w)`` kernel with ``w != 1`` is
     an error.
     """
     weight = reader.get(f"{prefix}.weight")
@@ -217,3 +210,68 @@ class VariableTree:
 
     def variables(self) -> dict[str, Any]:
         return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def load_stacked_conv(reader: StateDictReader, prefixes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Several ``Conv2d((k, 1))`` side by side -> one ``TemporalConv`` of all their outputs."""
+    parts = [temporal_conv(reader, prefix) for prefix in prefixes]
+    return {
+        "kernel": np.concatenate([p["kernel"] for p in parts], axis=-1),
+        "bias": np.concatenate([p["bias"] for p in parts], axis=-1),
+    }
+
+
+def load_adaptive_unit(
+    reader: StateDictReader,
+    tree: VariableTree,
+    torch_prefix: str,
+    ours: str,
+    num_subsets: int,
+    branches: Sequence[str],
+) -> None:
+    """Maps one upstream ``TCN_GCN_unit`` (2s-AGCN or GCN-NAS) onto an ``AdaptiveUnit``."""
+    gcn, k = f"{torch_prefix}.gcn1", num_subsets
+    if f"{gcn}.PA" in reader:
+        tree.param(f"{ours}/gcn1/PA", reader.get(f"{gcn}.PA"))
+    names = {"spatial": ("conv_a", "conv_b"), "temporal": ("conv_T1", "conv_T2")}
+    for branch in branches:
+        if branch == "spatiotemporal":
+            for name in ("conv_ST11", "conv_ST12"):
+                for j in range(2 * k):
+                    tree.param(
+                        f"{ours}/gcn1/{name}_{j}", temporal_conv(reader, f"{gcn}.{name}.{j}")
+                    )
+            continue
+        for name in names[branch]:
+            prefixes = [f"{gcn}.{name}.{i}" for i in range(k)]
+            tree.param(f"{ours}/gcn1/{name}", load_stacked_conv(reader, prefixes))
+    conv_d = [reader.conv_as_dense(f"{gcn}.conv_d.{i}") for i in range(k)]
+    tree.param(
+        f"{ours}/gcn1/conv_d",
+        {
+            "kernel": np.stack([c["kernel"] for c in conv_d]),
+            "bias": np.stack([c["bias"] for c in conv_d]),
+        },
+    )
+    tree.batch_norm(f"{ours}/gcn1/bn", reader, f"{gcn}.bn")
+    if f"{gcn}.down.0.weight" in reader:
+        tree.param(f"{ours}/gcn1/down/conv", temporal_conv(reader, f"{gcn}.down.0"))
+        tree.batch_norm(f"{ours}/gcn1/down/bn", reader, f"{gcn}.down.1")
+    tree.param(f"{ours}/tcn1/conv", temporal_conv(reader, f"{torch_prefix}.tcn1.conv"))
+    tree.batch_norm(f"{ours}/tcn1/bn", reader, f"{torch_prefix}.tcn1.bn")
+    if f"{torch_prefix}.residual.conv.weight" in reader:
+        tree.param(f"{ours}/residual/conv", temporal_conv(reader, f"{torch_prefix}.residual.conv"))
+        tree.batch_norm(f"{ours}/residual/bn", reader, f"{torch_prefix}.residual.bn")
+
+
+def infer_num_persons(reader: StateDictReader, cls: type, overrides: Mapping) -> dict:
+    """Adds ``num_persons`` read off ``data_bn`` (``M * V * C`` channels) unless given."""
+    if "num_persons" in overrides or "data_bn.running_mean" not in reader:
+        return dict(overrides)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    v = resolve_skeleton(overrides.get("skeleton", defaults["skeleton"])).num_joints
+    c = overrides.get("in_channels", defaults["in_channels"])
+    size = reader.get("data_bn.running_mean").shape[0]
+    if size % (v * c):
+        return dict(overrides)  # check_variables reports the mismatch.
+    return {**overrides, "num_persons": size // (v * c)}

@@ -27,18 +27,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smg_jax.graph import Skeleton, spatial_subsets
-from smg_jax.models import blocks
+from smg_jax.models import build_module, example_input_for, layers
 from smg_jax.models.convert import (
     StateDictReader,
     VariableTree,
     check_variables,
+    infer_num_persons,
+    load_stacked_conv,
     temporal_conv,
 )
+from smg_jax.models.ops import channel_topology
 
 MODEL_NAME = "ctrgcn"
 # ``weights_init`` of MultiScale_TemporalConv: BatchNorm scales N(1, 0.02).
-MSTCN_BN_INIT = blocks.normal(1.0, 0.02)
+MSTCN_BN_INIT = layers.normal(1.0, 0.02)
 
 
 def relation_channels(in_channels: int, rel_reduction: int) -> int:
@@ -93,81 +95,37 @@ class CTRGraphConv(nn.Module):
             )
         else:
             topology = jnp.asarray(graph)
-        alpha = self.param("alpha", blocks.zeros, (1,), self.param_dtype)
+        alpha = self.param("alpha", layers.zeros, (1,), self.param_dtype)
 
-        def conv(features: int, per_subset: int, name: str) -> blocks.TemporalConv:
-            return blocks.TemporalConv(
+        def conv(features: int, per_subset: int, name: str) -> layers.TemporalConv:
+            return layers.TemporalConv(
                 features,
                 1,
-                kernel_init=blocks.kaiming_fan_out(per_subset),
+                kernel_init=layers.kaiming_fan_out(per_subset),
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name=name,
             )
 
-        b, v, t = x.shape[:3]
+        b, v = x.shape[:2]
         frames_mean = x.mean(axis=2, keepdims=True)  # (B, V, 1, C)
         x1 = conv(k * rel, rel, "conv1")(frames_mean)[:, :, 0].reshape(b, v, k, rel)
         x2 = conv(k * rel, rel, "conv2")(frames_mean)[:, :, 0].reshape(b, v, k, rel)
         relation = jnp.tanh(x1[:, :, None] - x2[:, None, :])  # (B, U, V, K, R)
 
-        # Channel-major per subset, (O, B, ...): the per-channel graphs then
-        # multiply the features as one batched matmul over (O, B) per subset,
-        # with no transposes or slices of the (B, V, T, K, O) activations, which
-        # the single einsum needed (on XLA:CPU most of this unit's time).
-        kernel3, bias3 = blocks.ParamsOnlyConv(
-            c, k * o, 1, blocks.kaiming_fan_out(o), param_dtype=self.param_dtype, name="conv3"
+        kernel3, bias3 = layers.ParamsOnlyConv(
+            c, k * o, 1, layers.kaiming_fan_out(o), param_dtype=self.param_dtype, name="conv3"
         )()
         kernel4 = self.param(
-            "conv4_kernel", blocks.kaiming_fan_out(o), (k, rel, o), self.param_dtype
+            "conv4_kernel", layers.kaiming_fan_out(o), (k, rel, o), self.param_dtype
         )
-        bias4 = self.param("conv4_bias", blocks.zeros, (k, o), self.param_dtype)
-        rows = x.reshape(b * v * t, c).astype(dtype)
-        # The kernels enter as (O, C) and (O, R) copies behind a barrier, so that
-        # each product has its weights in matmul order; XLA would otherwise fold
-        # the transpose back, and XLA:CPU ran the transposed-weight product in
-        # Eigen at a quarter of the speed (128 -> 256 channels, 12000 rows: 10.5
-        # against 2.7 ms forward, 7.4 against 6.1 ms forward + backward, 2 cores).
-        kernel3_t, kernel4_t = jax.lax.optimization_barrier(
-            (kernel3[0].T.astype(dtype), jnp.swapaxes(kernel4, 1, 2).astype(dtype))
+        bias4 = self.param("conv4_bias", layers.zeros, (k, o), self.param_dtype)
+        y = channel_topology.refine_and_aggregate(
+            x, relation, kernel3[0], bias3, kernel4, bias4, alpha, topology, dtype
         )
-        y = None
-        for i in range(k):
-            window = slice(i * o, (i + 1) * o)
-            # (O, C) x (B V T, C) -> (O, B, V, T)
-            x3 = jax.lax.dot_general(kernel3_t[window], rows, (((1,), (1,)), ((), ())))
-            x3 = (x3 + bias3[window].astype(dtype)[:, None]).reshape(o, b, v, t)
-            # (O, R) x (B, U, V, R) -> (O, B, U, V)
-            refined = jax.lax.dot_general(
-                kernel4_t[i], relation[:, :, :, i].astype(dtype), (((1,), (3,)), ((), ()))
-            )
-            refined = (refined + bias4[i].astype(dtype)[:, None, None, None]) * alpha.astype(
-                dtype
-            ) + topology[i].astype(dtype)
-            # (O, B, U, V) @ (O, B, V, T) -> (O, B, U, T), summed over subsets
-            term = jax.lax.dot_general(refined, x3, (((3,), (2,)), ((0, 1), (0, 1))))
-            y = term if y is None else y + term
-        y = y.transpose(1, 2, 3, 0)  # (B, U, T, O)
-
-        y = blocks.BatchNorm(
-            scale_init=blocks.constant(1e-6),
-            axis_name=self.bn_axis_name,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="bn",
-        )(y, train)
-        if c != o:
-            down = blocks.TemporalUnit(
-                o,
-                kernel_size=1,
-                bn_axis_name=self.bn_axis_name,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name="down",
-            )(x, train)
-        else:
-            down = x
-        return nn.relu(y + down)
+        return layers.graph_conv_output(
+            y, x, train, self.bn_axis_name, self.dtype, self.param_dtype
+        )
 
 
 class MultiScaleTemporalConv(nn.Module):
@@ -202,20 +160,20 @@ class MultiScaleTemporalConv(nn.Module):
         width = self.features // num_branches
         common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
-        def conv(kernel: int, stride: int, dilation: int, name: str) -> blocks.TemporalConv:
-            return blocks.TemporalConv(
+        def conv(kernel: int, stride: int, dilation: int, name: str) -> layers.TemporalConv:
+            return layers.TemporalConv(
                 width,
                 kernel,
                 stride,
                 dilation,
                 padding=(kernel + (kernel - 1) * (dilation - 1) - 1) // 2,
-                kernel_init=blocks.kaiming_fan_out(width, kernel),
+                kernel_init=layers.kaiming_fan_out(width, kernel),
                 name=name,
                 **common,
             )
 
-        def bn(name: str) -> blocks.BatchNorm:
-            return blocks.BatchNorm(
+        def bn(name: str) -> layers.BatchNorm:
+            return layers.BatchNorm(
                 scale_init=MSTCN_BN_INIT, axis_name=self.bn_axis_name, name=name, **common
             )
 
@@ -226,7 +184,7 @@ class MultiScaleTemporalConv(nn.Module):
             outs.append(bn(f"branch{i}_bn2")(y, train))
         i = len(self.dilations)
         y = nn.relu(bn(f"branch{i}_bn1")(conv(1, 1, 1, f"branch{i}_conv1")(x), train))
-        y = blocks.max_pool_time(y, 3, self.stride, 1)
+        y = layers.max_pool_time(y, 3, self.stride, 1)
         outs.append(bn(f"branch{i}_bn2")(y, train))
         i += 1
         y = conv(1, self.stride, 1, f"branch{i}_conv1")(x)
@@ -253,14 +211,7 @@ class CTRGCNUnit(nn.Module):
         common = dict(
             bn_axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype
         )
-        if not self.residual:
-            res = 0.0
-        elif x.shape[-1] == self.features and self.stride == 1:
-            res = x
-        else:
-            res = blocks.TemporalUnit(
-                self.features, kernel_size=1, stride=self.stride, name="residual", **common
-            )(x, train)
+        res = layers.residual_path(x, self.features, self.stride, self.residual, train, **common)
         y = CTRGraphConv(self.features, self.adaptive, self.rel_reduction, name="gcn1", **common)(
             x, graph, train
         )
@@ -270,91 +221,58 @@ class CTRGCNUnit(nn.Module):
         return nn.relu(y + res)
 
 
-class CTRGCN(nn.Module):
+class CTRGCN(layers.SubsetsNetwork):
     """CTR-GCN (one stream): ``(N, M, T, V, C) -> (N, num_classes)`` logits.
 
+    The fields of ``layers.SubsetsNetwork``, and:
+
     Attributes:
-      num_classes: classifier size.
-      in_channels: ``C`` of the input.
-      skeleton: joint layout (name or ``Skeleton``); ``V`` follows from it.
-      num_persons: bodies per clip ``M``; the input BatchNorm has ``M * V * C``
-        channels, so inputs must have exactly this many bodies.
       channels: output channels of the units (multiples of ``len(dilations) + 2``).
-      strides: temporal strides of the units.
       kernel_size: frames of the dilated temporal convolutions (5).
       dilations: one temporal branch per dilation (1, 2).
       adaptive: learn the shared topology ``A_k`` (``PA``).
       rel_reduction: CTRGC embedding reduction (8).
       dropout: rate before the classifier (upstream ``drop_out``, 0).
       residual: residual paths in units 2..n (the first never has one).
-      bn_axis_name: axis for cross-replica BatchNorm statistics.
-      dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay ``param_dtype``.
     """
 
-    num_classes: int
-    in_channels: int = 3
-    skeleton: str | Skeleton = "kinect_v2"
-    num_persons: int = 1
-    channels: tuple[int, ...] = (64, 64, 64, 64, 128, 128, 128, 256, 256, 256)
-    strides: tuple[int, ...] = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)
     kernel_size: int = 5
     dilations: tuple[int, ...] = (1, 2)
     adaptive: bool = True
     rel_reduction: int = 8
     dropout: float = 0.0
     residual: bool = True
-    bn_axis_name: str | None = None
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    def adjacency(self) -> np.ndarray:
-        """``(3, V, V)``: identity, inward, outward (CTR-GCN's ``Graph('spatial').A``)."""
-        return spatial_subsets(blocks.resolve_skeleton(self.skeleton))
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """``x (N, M, T, V, C)`` -> logits ``(N, num_classes)`` (float32)."""
-        if len(self.channels) != len(self.strides):
-            raise ValueError(f"{MODEL_NAME}: channels and strides must have the same length.")
+        layers.check_units(MODEL_NAME, self.channels, self.strides)
         graph = self.adjacency()
-        blocks.check_input(MODEL_NAME, x, graph.shape[1], self.in_channels, self.num_persons)
-        num_clips = x.shape[0]
-        dtype = self.dtype or jnp.float32
 
-        x = blocks.DataBatchNorm(
-            bodies_in_channels=True,
-            bn_axis_name=self.bn_axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            name="data_bn",
-        )(x.astype(jnp.float32), train)
-        for i, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
-            x = CTRGCNUnit(
-                features,
-                stride,
-                residual=self.residual and i > 0,
-                adaptive=self.adaptive,
-                rel_reduction=self.rel_reduction,
-                kernel_size=self.kernel_size,
-                dilations=self.dilations,
-                bn_axis_name=self.bn_axis_name,
-                dtype=dtype,
-                param_dtype=self.param_dtype,
-                name=f"l{i + 1}",
-            )(x, graph, train)
+        def units(x: jax.Array) -> jax.Array:
+            for i, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
+                x = CTRGCNUnit(
+                    features,
+                    stride,
+                    residual=self.residual and i > 0,
+                    adaptive=self.adaptive,
+                    rel_reduction=self.rel_reduction,
+                    kernel_size=self.kernel_size,
+                    dilations=self.dilations,
+                    **layers.unit_options(self),
+                    name=f"l{i + 1}",
+                )(x, graph, train)
+            return x
 
-        features = blocks.pool_bodies(x, num_clips)
-        self.sow("intermediates", "features", features)
-        features = blocks.Dropout(self.dropout)(features, not train)
-        fc = blocks.published_classifier(
-            self.num_classes, self.channels[-1], dtype, self.param_dtype
-        )
-        return fc(features.astype(dtype)).astype(jnp.float32)
+        return layers.backbone(
+            self, MODEL_NAME, x, train, units,
+            num_joints=graph.shape[1], num_persons=self.num_persons, dropout_rate=self.dropout,
+        )  # fmt: skip
 
 
 def build(*, num_classes: int, **overrides: Any) -> CTRGCN:
     """CTR-GCN with the published defaults; ``overrides`` are ``CTRGCN`` fields."""
-    return blocks.build_module(CTRGCN, MODEL_NAME, num_classes, overrides)
+    return build_module(CTRGCN, MODEL_NAME, num_classes, overrides)
 
 
 def _load_unit(
@@ -367,7 +285,7 @@ def _load_unit(
     tree.param(f"{ours}/gcn1/alpha", reader.get(f"{gcn}.alpha"))
     for name in ("conv1", "conv2", "conv3"):
         prefixes = [f"{gcn}.convs.{k}.{name}" for k in range(num_subsets)]
-        tree.param(f"{ours}/gcn1/{name}", blocks.load_stacked_conv(reader, prefixes))
+        tree.param(f"{ours}/gcn1/{name}", load_stacked_conv(reader, prefixes))
     conv4 = [reader.conv_as_dense(f"{gcn}.convs.{k}.conv4") for k in range(num_subsets)]
     tree.param(f"{ours}/gcn1/conv4_kernel", np.stack([c["kernel"] for c in conv4]))
     tree.param(f"{ours}/gcn1/conv4_bias", np.stack([c["bias"] for c in conv4]))
@@ -402,7 +320,7 @@ def from_torch(
     Missing, unused or mis-shaped entries raise ``StateDictError``.
     """
     reader = StateDictReader(state_dict, MODEL_NAME)
-    overrides = blocks.infer_num_persons(reader, CTRGCN, overrides)
+    overrides = infer_num_persons(reader, CTRGCN, overrides)
     module = build(num_classes=num_classes, **overrides)
     num_subsets = module.adjacency().shape[0]
 
@@ -414,5 +332,5 @@ def from_torch(
     reader.finish()
 
     variables = tree.variables()
-    check_variables(MODEL_NAME, variables, module, blocks.example_input_for(module))
+    check_variables(MODEL_NAME, variables, module, example_input_for(module))
     return module, jax.tree.map(jnp.asarray, variables)

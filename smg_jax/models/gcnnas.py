@@ -24,16 +24,11 @@ Initialisation as 2s-AGCN (see ``smg_jax.models.agcn``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from smg_jax.graph import Skeleton, spatial_subsets
-from smg_jax.models import adaptive_network, blocks
+from smg_jax.models import adaptive_network, layers
 
 MODEL_NAME = "gcnnas"
 
@@ -65,12 +60,12 @@ def parse_cell(cell: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     terms = tuple(t for t in terms_text.split("+") if t)
     branches = tuple(b for b in branches_text.split(",") if b)
     bad = [t for t in terms if t not in GRAPH_TERMS] + [
-        b for b in branches if b not in blocks.BRANCHES
+        b for b in branches if b not in adaptive_network.BRANCHES
     ]
     if bad:
         raise ValueError(
             f"{MODEL_NAME}: cell {cell!r} has unknown parts {bad}; graph terms are {GRAPH_TERMS}, "
-            f"branches {blocks.BRANCHES}."
+            f"branches {adaptive_network.BRANCHES}."
         )
     return terms, branches
 
@@ -96,45 +91,25 @@ def fixed_graph(subsets: np.ndarray, terms: tuple[str, ...]) -> np.ndarray:
     return out.astype(np.float32)
 
 
-class GCNNAS(nn.Module):
+class GCNNAS(layers.SubsetsNetwork):
     """GCN-NAS (searched model): ``(N, M, T, V, C) -> (N, num_classes)`` logits.
 
+    The fields of ``layers.SubsetsNetwork``, and:
+
     Attributes:
-      num_classes: classifier size.
-      in_channels: ``C`` of the input.
-      skeleton: joint layout (name or ``Skeleton``); ``V`` follows from it.
-      num_persons: bodies per clip ``M``; the input BatchNorm has ``M * V * C``
-        channels, so inputs must have exactly this many bodies.
-      channels: output channels of the units.
-      strides: temporal strides of the units.
       cells: one cell per unit (see the module docstring); ``SEARCHED_CELLS``.
       temporal_kernel_size: frames of the temporal convolutions and of the
         temporal / spatiotemporal embeddings (9).
       adaptive: learn the offset ``PA`` in every cell.
       coff_embedding: embedding width is ``features // coff_embedding``.
       residual: residual paths in units 2..n (the first never has one).
-      bn_axis_name: axis for cross-replica BatchNorm statistics.
-      dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay ``param_dtype``.
     """
 
-    num_classes: int
-    in_channels: int = 3
-    skeleton: str | Skeleton = "kinect_v2"
-    num_persons: int = 1
-    channels: tuple[int, ...] = (64, 64, 64, 64, 128, 128, 128, 256, 256, 256)
-    strides: tuple[int, ...] = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)
     cells: tuple[str, ...] = SEARCHED_CELLS
     temporal_kernel_size: int = 9
     adaptive: bool = True
     coff_embedding: int = 4
     residual: bool = True
-    bn_axis_name: str | None = None
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-
-    def adjacency(self) -> np.ndarray:
-        """``(3, V, V)``: identity, inward, outward (GCN-NAS's ``Graph('spatial').A``)."""
-        return spatial_subsets(blocks.resolve_skeleton(self.skeleton))
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -146,21 +121,9 @@ class GCNNAS(nn.Module):
             self, MODEL_NAME, x, train, graphs, [b for _, b in cells], unit_field="cells"
         )
 
+    def unit_branches(self) -> list[tuple[str, ...]]:
+        """Each unit's data-dependent graphs, as its cell names them."""
+        return [parse_cell(cell)[1] for cell in self.cells]
 
-def build(*, num_classes: int, **overrides: Any) -> GCNNAS:
-    """GCN-NAS with the published (searched) architecture; ``overrides`` are ``GCNNAS`` fields."""
-    return blocks.build_module(GCNNAS, MODEL_NAME, num_classes, overrides)
 
-
-def from_torch(
-    state_dict: Mapping[str, Any], *, num_classes: int, **overrides: Any
-) -> tuple[GCNNAS, dict[str, Any]]:
-    """Maps a ``model.agcn3.Model`` ``state_dict`` onto ``GCNNAS``.
-
-    ``num_persons`` is read from the input BatchNorm's size when not given.
-    Missing, unused or mis-shaped entries raise ``StateDictError``.
-    """
-    return adaptive_network.from_torch(
-        GCNNAS, MODEL_NAME, state_dict, num_classes, overrides,
-        lambda module: [parse_cell(cell)[1] for cell in module.cells],
-    )  # fmt: skip
+build, from_torch = adaptive_network.entry_points(GCNNAS, MODEL_NAME, "model.agcn3.Model")

@@ -3,8 +3,7 @@
 A port of kenziyuliu/MS-G3D (commit 2f927f4): ``model/msg3d.py`` and the
 pieces it uses (``ms_gcn.py``, ``ms_gtcn.py``, ``ms_tcn.py``, ``mlp.py``,
 ``activation.py``). Given the authors' weights through ``from_torch`` it
-reproduces their logits; ``tests/test_msg3d.py`` checks this against
-``../shared/golden``.
+reproduces their logits, which ``tests/test_msg3d.py`` checks.
 
 The network::
 
@@ -29,7 +28,7 @@ The network::
   1x1 conv; concatenated, plus a residual, ReLU.
 
 Layout: the public input is ``(N, M, T, V, C)``; inside, ``(B, V, T, C)``
-with ``B = N * M`` (joints major, as in ``blocks``), so the temporal
+with ``B = N * M`` (joints major, as in ``layers``), so the temporal
 convolutions run 1-D over frames with joints in the batch. A window graph's
 nodes are ordered joint-major, ``v * tau + j``; the published
 ``j * V + v`` order is kept for ``A_res`` and the conversion.
@@ -42,6 +41,7 @@ the MLPs' optional dropout (placed before their 1x1 convs, as upstream).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -53,8 +53,14 @@ import numpy as np
 
 from smg_jax import graph
 from smg_jax.graph import Skeleton
-from smg_jax.models import blocks
-from smg_jax.models.convert import StateDictReader, VariableTree, check_variables, temporal_conv
+from smg_jax.models import build_module, example_input_for, layers, resolve_skeleton
+from smg_jax.models.convert import (
+    StateDictReader,
+    VariableTree,
+    check_variables,
+    infer_num_persons,
+    temporal_conv,
+)
 
 MODEL_NAME = "msg3d"
 Array = jax.Array
@@ -64,15 +70,6 @@ Dtype = Any
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)); MS-G3D keeps the defaults everywhere.
 TORCH_KERNEL_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 A_RES_BOUND = 1e-6  # nn.init.uniform_(A_res, -1e-6, 1e-6)
-
-
-def uniform(bound: float) -> blocks.Initializer:
-    """``U(-bound, bound)``."""
-
-    def init(key: Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32) -> Array:
-        return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
-
-    return init
 
 
 # ---------------------------------------------------------------------------
@@ -118,8 +115,22 @@ class Conv1x1Params(nn.Module):
     def __call__(self) -> tuple[Array, Array]:
         shape = (self.in_features, self.features)
         kernel = self.param("kernel", TORCH_KERNEL_INIT, shape, self.param_dtype)
-        bias_init = blocks.torch_linear_bias(self.in_features)
+        bias_init = layers.torch_linear_bias(self.in_features)
         return kernel, self.param("bias", bias_init, (self.features,), self.param_dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphOptions:
+    """How every multi-scale graph of a network is built (``MSG3D`` fields, see there)."""
+
+    skeleton: Skeleton
+    disentangled: bool = True
+    use_a_res: bool = True
+    dropout: float = 0.0
+
+    def fields(self) -> dict[str, Any]:
+        """The options as ``MultiScaleGraphConv`` keyword arguments."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 class MultiScaleGraphConv(nn.Module):
@@ -154,7 +165,7 @@ class MultiScaleGraphConv(nn.Module):
         scales = graph_scales(self.skeleton, k, tau, self.disentangled)
         a = jnp.asarray(scales)
         if self.use_a_res:
-            a = a + self.param("A_res", uniform(A_RES_BOUND), scales.shape, self.param_dtype)
+            a = a + self.param("A_res", layers.uniform(A_RES_BOUND), scales.shape, self.param_dtype)
         # Published node order j * V + v -> ours, joint-major v * tau + j, on both sides.
         a = a.reshape(k, tau, v, tau, v).transpose(0, 2, 1, 4, 3).reshape(k, n, n)
         a = a.astype(self.dtype)
@@ -175,11 +186,9 @@ class MultiScaleGraphConv(nn.Module):
             z = z.reshape(k, v, tau, b, length, c).transpose(3, 1, 4, 2, 0, 5)
             z = z.reshape(b, v, length, tau, k * c)
             if self.dropout > 0.001:  # MLP adds a dropout layer only above 0.001
-                z = blocks.Dropout(self.dropout)(z, not train)
+                z = layers.Dropout(self.dropout)(z, not train)
             z = z @ kernel
-        z = blocks.BatchNorm(
-            axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"
-        )(z + bias, train)
+        z = layers.module_batch_norm(self, "bn")(z + bias, train)
         return nn.relu(z)
 
 
@@ -192,7 +201,7 @@ def unfold_windows(x: Array, window_size: int, stride: int, dilation: int) -> Ar
     ``nn.Unfold`` computes them.
     """
     pad = (window_size + (window_size - 1) * (dilation - 1) - 1) // 2
-    length = blocks.conv_output_length(x.shape[2], window_size, stride, pad, dilation)
+    length = layers.conv_output_length(x.shape[2], window_size, stride, pad, dilation)
     padded = jnp.pad(x, ((0, 0), (0, 0), (pad, pad), (0, 0)))
     frames = [
         padded[:, :, j * dilation : j * dilation + (length - 1) * stride + 1 : stride]
@@ -204,7 +213,7 @@ def unfold_windows(x: Array, window_size: int, stride: int, dilation: int) -> Ar
 class G3DPathway(nn.Module):
     """One G3D window (the authors' ``MS_G3D`` with ``embed_factor=1``).
 
-    ``(B, V, T, C) -> (B, V, L, features)``: unfold ``window_size``-frame
+    ``(B, V, T, C) -> (B, V, L, features)``: unfold ``window[0]``-frame
     windows, multi-scale graph conv over their ``tau V`` nodes to
     ``embed_features`` channels, collapse the window with a ``(tau, 1)`` conv
     (``Conv3d`` kernel ``(1, tau, 1)``), BatchNorm, no activation.
@@ -212,32 +221,22 @@ class G3DPathway(nn.Module):
 
     features: int
     embed_features: int
-    window_size: int
-    window_stride: int
-    window_dilation: int
     num_scales: int
-    skeleton: Skeleton
-    disentangled: bool = True
-    use_a_res: bool = True
-    dropout: float = 0.0
+    graph: GraphOptions
+    window: tuple[int, int, int]  # frames, stride, dilation
     bn_axis_name: str | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        tau = self.window_size
+        tau, stride, dilation = self.window
         # Node-major windows (V, tau, B, L, C), what the graph conv multiplies.
-        windows = unfold_windows(
-            x.transpose(1, 0, 2, 3), tau, self.window_stride, self.window_dilation
-        )
+        windows = unfold_windows(x.transpose(1, 0, 2, 3), tau, stride, dilation)
         h = MultiScaleGraphConv(
             self.embed_features,
             self.num_scales,
-            self.skeleton,
-            disentangled=self.disentangled,
-            use_a_res=self.use_a_res,
-            dropout=self.dropout,
+            **self.graph.fields(),
             bn_axis_name=self.bn_axis_name,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -248,16 +247,11 @@ class G3DPathway(nn.Module):
             "out_conv_kernel", TORCH_KERNEL_INIT, (tau, e, self.features), self.param_dtype
         )
         bias = self.param(
-            "out_conv_bias", blocks.torch_linear_bias(tau * e), (self.features,), self.param_dtype
+            "out_conv_bias", layers.torch_linear_bias(tau * e), (self.features,), self.param_dtype
         )
         h = h.reshape(b, v, length, tau * e) @ kernel.reshape(tau * e, -1).astype(self.dtype)
         h = h + bias.astype(self.dtype)
-        return blocks.BatchNorm(
-            axis_name=self.bn_axis_name,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="out_bn",
-        )(h, train)
+        return layers.module_batch_norm(self, "out_bn")(h, train)
 
 
 class MultiScaleTemporalConv(nn.Module):
@@ -291,26 +285,26 @@ class MultiScaleTemporalConv(nn.Module):
         width = self.features // num_branches
         s = self.stride
         opened = self._conv1x1("branches_in", x, width * (num_branches - 1))
-        opened = nn.relu(self._bn("branches_in_bn", opened, train))
+        opened = nn.relu(layers.module_batch_norm(self, "branches_in_bn")(opened, train))
         outputs = []
         for index, dilation in enumerate(self.dilations):
             branch = opened[..., index * width : (index + 1) * width]
-            branch = blocks.TemporalConv(
+            branch = layers.TemporalConv(
                 width,
                 self.kernel_size,
                 s,
                 dilation,
                 kernel_init=TORCH_KERNEL_INIT,
-                bias_init=blocks.torch_linear_bias(self.kernel_size * width),
+                bias_init=layers.torch_linear_bias(self.kernel_size * width),
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name=f"branch{index}_conv",
             )(branch)
-            outputs.append(self._bn(f"branch{index}_bn", branch, train))
-        pooled = blocks.max_pool_time(opened[..., -width:], 3, s, 1)
-        outputs.append(self._bn("pool_bn", pooled, train))
+            outputs.append(layers.module_batch_norm(self, f"branch{index}_bn")(branch, train))
+        pooled = layers.max_pool_time(opened[..., -width:], 3, s, 1)
+        outputs.append(layers.module_batch_norm(self, "pool_bn")(pooled, train))
         strided = self._conv1x1("strided_conv", x[:, :, ::s], width)
-        outputs.append(self._bn("strided_bn", strided, train))
+        outputs.append(layers.module_batch_norm(self, "strided_bn")(strided, train))
         out = jnp.concatenate(outputs, axis=-1)
         if self.residual:
             if c == self.features and s == 1:
@@ -318,23 +312,18 @@ class MultiScaleTemporalConv(nn.Module):
             else:
                 # TemporalConv(kernel_size=1, stride): strided 1x1 conv + BN.
                 res = self._conv1x1("residual_conv", x[:, :, ::s], self.features)
-                out = out + self._bn("residual_bn", res, train)
+                out = out + layers.module_batch_norm(self, "residual_bn")(res, train)
         return nn.relu(out) if self.activation else out
 
     def _conv1x1(self, name: str, x: Array, features: int) -> Array:
         return nn.Dense(
             features,
             kernel_init=TORCH_KERNEL_INIT,
-            bias_init=blocks.torch_linear_bias(x.shape[-1]),
+            bias_init=layers.torch_linear_bias(x.shape[-1]),
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name=name,
         )(x)
-
-    def _bn(self, name: str, x: Array, train: bool) -> Array:
-        return blocks.BatchNorm(
-            axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype, name=name
-        )(x, train)
 
 
 class STGCBlock(nn.Module):
@@ -349,17 +338,14 @@ class STGCBlock(nn.Module):
 
     features: int
     stride: int
-    first: bool
     num_gcn_scales: int
     num_g3d_scales: int
-    skeleton: Skeleton
+    graph: GraphOptions
     window_sizes: tuple[int, ...]
     window_dilations: tuple[int, ...]
     tcn_kernel_size: int
     tcn_dilations: tuple[int, ...]
-    disentangled_agg: bool
-    use_a_res: bool
-    dropout: float
+    first: bool = False
     bn_axis_name: str | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -373,16 +359,10 @@ class STGCBlock(nn.Module):
             "dtype": self.dtype,
             "param_dtype": self.param_dtype,
         }
-        graph_args = {
-            "skeleton": self.skeleton,
-            "disentangled": self.disentangled_agg,
-            "use_a_res": self.use_a_res,
-            "dropout": self.dropout,
-        }
         tcn_args = {"kernel_size": self.tcn_kernel_size, "dilations": self.tcn_dilations}
 
         spatial = MultiScaleGraphConv(
-            inner, self.num_gcn_scales, name="sgcn_gcn", **graph_args, **common
+            inner, self.num_gcn_scales, name="sgcn_gcn", **self.graph.fields(), **common
         )(x.transpose(1, 0, 2, 3)[:, None], train)[:, :, :, 0]
         spatial = MultiScaleTemporalConv(
             self.features, self.stride, name="sgcn_tcn1", **tcn_args, **common
@@ -398,12 +378,10 @@ class STGCBlock(nn.Module):
             windows = windows + G3DPathway(
                 self.features,
                 inner,
-                size,
-                self.stride,
-                dilation,
                 self.num_g3d_scales,
+                self.graph,
+                (size, self.stride, dilation),
                 name=f"gcn3d{index}",
-                **graph_args,
                 **common,
             )(x, train)
 
@@ -467,54 +445,48 @@ class MSG3D(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         """``x (N, M, T, V, C)`` -> logits ``(N, num_classes)`` (float32)."""
-        if len(self.channels) != len(self.strides):
-            raise ValueError(f"{MODEL_NAME}: channels and strides must have the same length.")
-        skeleton = blocks.resolve_skeleton(self.skeleton)
-        blocks.check_input(MODEL_NAME, x, skeleton.num_joints, self.in_channels, self.num_persons)
-        num_clips = x.shape[0]
+        layers.check_units(MODEL_NAME, self.channels, self.strides)
+        skeleton = resolve_skeleton(self.skeleton)
+        graph = GraphOptions(skeleton, self.disentangled_agg, self.use_a_res, self.dropout)
         dtype = self.dtype or jnp.float32
-        x = blocks.DataBatchNorm(
-            bn_axis_name=self.bn_axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            name="data_bn",
-        )(x.astype(jnp.float32), train)
-        for index, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
-            x = STGCBlock(
-                features,
-                stride,
-                index == 0,
-                self.num_gcn_scales,
-                self.num_g3d_scales,
-                skeleton,
-                tuple(self.window_sizes),
-                tuple(self.window_dilations),
-                self.tcn_kernel_size,
-                tuple(self.tcn_dilations),
-                self.disentangled_agg,
-                self.use_a_res,
-                self.dropout,
-                bn_axis_name=self.bn_axis_name,
-                dtype=dtype,
-                param_dtype=self.param_dtype,
-                name=f"block{index + 1}",
-            )(x, train)
-        features = blocks.pool_bodies(x, num_clips)
-        self.sow("intermediates", "features", features)
-        logits = nn.Dense(
+
+        def units(x: Array) -> Array:
+            for index, (features, stride) in enumerate(
+                zip(self.channels, self.strides, strict=True)
+            ):
+                x = STGCBlock(
+                    features,
+                    stride,
+                    self.num_gcn_scales,
+                    self.num_g3d_scales,
+                    graph,
+                    tuple(self.window_sizes),
+                    tuple(self.window_dilations),
+                    self.tcn_kernel_size,
+                    tuple(self.tcn_dilations),
+                    first=index == 0,
+                    **layers.unit_options(self),
+                    name=f"block{index + 1}",
+                )(x, train)
+            return x
+
+        fc = nn.Dense(
             self.num_classes,
             kernel_init=TORCH_KERNEL_INIT,
-            bias_init=blocks.torch_linear_bias(features.shape[-1]),
+            bias_init=layers.torch_linear_bias(self.channels[-1]),
             dtype=dtype,
             param_dtype=self.param_dtype,
             name="fc",
-        )(features.astype(dtype))
-        return logits.astype(jnp.float32)
+        )
+        return layers.backbone(
+            self, MODEL_NAME, x, train, units, fc,
+            num_joints=skeleton.num_joints, num_persons=self.num_persons,
+        )  # fmt: skip
 
 
 def build(*, num_classes: int, **overrides: Any) -> MSG3D:
     """MS-G3D with the published configuration, changed by ``overrides`` (see ``MSG3D``)."""
-    return blocks.build_module(MSG3D, MODEL_NAME, num_classes, overrides)
+    return build_module(MSG3D, MODEL_NAME, num_classes, overrides)
 
 
 # ---------------------------------------------------------------------------
@@ -575,7 +547,7 @@ def from_torch(
       StateDictError: missing, unused or mis-shaped entries.
     """
     reader = StateDictReader(state_dict, MODEL_NAME)
-    module = build(num_classes=num_classes, **blocks.infer_num_persons(reader, MSG3D, overrides))
+    module = build(num_classes=num_classes, **infer_num_persons(reader, MSG3D, overrides))
     tree = VariableTree()
     tree.batch_norm("data_bn/bn", reader, "data_bn")
     for index in range(len(module.channels)):
@@ -595,5 +567,5 @@ def from_torch(
     reader.finish()
 
     variables = tree.variables()
-    check_variables(MODEL_NAME, variables, module, blocks.example_input_for(module))
+    check_variables(MODEL_NAME, variables, module, example_input_for(module))
     return module, jax.tree.map(jnp.asarray, variables)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from smg_jax.graph import Skeleton, stgcn_adjacency
-from smg_jax.models import blocks
+from smg_jax.models import build_module, example_input_for, layers, resolve_skeleton
 from smg_jax.models.convert import (
     StateDictError,
     StateDictReader,
@@ -32,12 +32,43 @@ from smg_jax.models.convert import (
     check_variables,
     temporal_conv,
 )
+from smg_jax.models.ops import joints
 
 MODEL_NAME = "stgcn"
 
 # ``weights_init`` of st-gcn's processor/recognition.py.
-CONV_INIT = blocks.normal(0.0, 0.02)
-BN_SCALE_INIT = blocks.normal(1.0, 0.02)
+CONV_INIT = layers.normal(0.0, 0.02)
+BN_SCALE_INIT = layers.normal(1.0, 0.02)
+
+
+class GraphConv(nn.Module):
+    """ST-GCN's ``ConvTemporalGraphical``: a 1x1 conv to ``K * features`` then ``x @ A_k`` summed.
+
+    Input ``(B, V, T, C)``, adjacency ``(K, V, V)``, output
+    ``(B, V, T, features)``; computed by ``graph_project``.
+
+    Params: ``kernel (C, K * features)`` and ``bias (K * features,)`` with
+    PyTorch's output channel order ``k * features + c``.
+    """
+
+    features: int
+    kernel_init: layers.Initializer = nn.initializers.lecun_normal()
+    bias_init: layers.Initializer = layers.zeros
+    dtype: layers.Dtype | None = None
+    param_dtype: layers.Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, adjacency: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        k = adjacency.shape[0]
+        o = self.features
+        kernel = self.param("kernel", self.kernel_init, (c, k * o), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (k * o,), self.param_dtype)
+        dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+        per_subset = kernel.astype(dtype).reshape(c, k, o).transpose(1, 0, 2)
+        return joints.graph_project(
+            x.astype(dtype), adjacency.astype(dtype), per_subset, bias.astype(dtype).reshape(k, o)
+        )
 
 
 class STGCNBlock(nn.Module):
@@ -72,33 +103,28 @@ class STGCNBlock(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
-        if not self.residual:
-            res = 0.0
-        elif x.shape[-1] == self.features and self.stride == 1:
-            res = x
-        else:
-            res = blocks.TemporalUnit(
-                self.features,
-                kernel_size=1,
-                stride=self.stride,
-                kernel_init=CONV_INIT,
-                bn_scale_init=BN_SCALE_INIT,
-                bn_axis_name=self.bn_axis_name,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name="residual",
-            )(x, train)
-
-        y = blocks.GraphConv(
+        res = layers.residual_path(
+            x,
+            self.features,
+            self.stride,
+            self.residual,
+            train,
+            kernel_init=CONV_INIT,
+            bn_scale_init=BN_SCALE_INIT,
+            bn_axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        y = GraphConv(
             self.features,
             kernel_init=CONV_INIT,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="gcn",
         )(x, adjacency)
-        y = blocks.BatchNorm(**bn, name="tcn_bn1")(y, train)
+        y = layers.BatchNorm(**bn, name="tcn_bn1")(y, train)
         y = nn.relu(y)
-        y = blocks.TemporalConv(
+        y = layers.TemporalConv(
             self.features,
             self.temporal_kernel_size,
             self.stride,
@@ -107,8 +133,8 @@ class STGCNBlock(nn.Module):
             param_dtype=self.param_dtype,
             name="tcn_conv",
         )(y)
-        y = blocks.BatchNorm(**bn, name="tcn_bn2")(y, train)
-        y = blocks.Dropout(self.dropout)(y, not train)
+        y = layers.BatchNorm(**bn, name="tcn_bn2")(y, train)
+        y = layers.Dropout(self.dropout)(y, not train)
         return nn.relu(y + res)
 
 
@@ -158,7 +184,7 @@ class STGCN(nn.Module):
     def adjacency(self) -> np.ndarray:
         """The ``(K, V, V)`` partitioned adjacency (st-gcn's ``Graph.A``)."""
         return stgcn_adjacency(
-            blocks.resolve_skeleton(self.skeleton),
+            resolve_skeleton(self.skeleton),
             self.strategy,
             self.max_hop,
             self.graph_dilation,
@@ -168,60 +194,52 @@ class STGCN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """``x (N, M, T, V, C)`` -> logits ``(N, num_classes)`` (float32)."""
-        if len(self.channels) != len(self.strides):
-            raise ValueError(f"{MODEL_NAME}: channels and strides must have the same length.")
+        layers.check_units(MODEL_NAME, self.channels, self.strides)
         if self.temporal_kernel_size % 2 != 1:
             raise ValueError(f"{MODEL_NAME}: temporal_kernel_size must be odd.")
         adjacency = jnp.asarray(self.adjacency())
-        blocks.check_input(MODEL_NAME, x, adjacency.shape[1], self.in_channels)
-        num_clips = x.shape[0]
         dtype = self.dtype or jnp.float32
 
-        x = blocks.DataBatchNorm(
-            bodies_in_channels=False,
-            scale_init=BN_SCALE_INIT,
-            bn_axis_name=self.bn_axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            name="data_bn",
-        )(x.astype(jnp.float32), train)
+        def units(x: jax.Array) -> jax.Array:
+            for i, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
+                a = adjacency
+                if self.edge_importance:
+                    a = a * self.param(
+                        f"edge_importance_{i}", layers.ones, a.shape, self.param_dtype
+                    )
+                x = STGCNBlock(
+                    features,
+                    stride,
+                    self.temporal_kernel_size,
+                    dropout=0.0 if i == 0 else self.dropout,
+                    residual=self.residual and i > 0,
+                    **layers.unit_options(self),
+                    name=f"st_gcn_{i}",
+                )(x, a, train)
+            return x
 
-        for i, (features, stride) in enumerate(zip(self.channels, self.strides, strict=True)):
-            a = adjacency
-            if self.edge_importance:
-                a = a * self.param(f"edge_importance_{i}", blocks.ones, a.shape, self.param_dtype)
-            x = STGCNBlock(
-                features,
-                stride,
-                self.temporal_kernel_size,
-                dropout=0.0 if i == 0 else self.dropout,
-                residual=self.residual and i > 0,
-                bn_axis_name=self.bn_axis_name,
-                dtype=dtype,
-                param_dtype=self.param_dtype,
-                name=f"st_gcn_{i}",
-            )(x, a, train)
-
-        features = blocks.pool_bodies(x, num_clips)
-        self.sow("intermediates", "features", features)
-        logits = nn.Dense(
+        fcn = nn.Dense(
             self.num_classes,
             kernel_init=CONV_INIT,
             dtype=dtype,
             param_dtype=self.param_dtype,
             name="fcn",
-        )(features.astype(dtype))
-        return logits.astype(jnp.float32)
+        )
+        return layers.backbone(
+            self, MODEL_NAME, x, train, units, fcn,
+            num_joints=adjacency.shape[1], num_persons=None,
+            bodies_in_channels=False, data_bn_scale_init=BN_SCALE_INIT,
+        )  # fmt: skip
 
 
 def build(*, num_classes: int, **overrides: Any) -> STGCN:
     """ST-GCN with the published defaults; ``overrides`` are ``STGCN`` fields."""
-    return blocks.build_module(STGCN, MODEL_NAME, num_classes, overrides)
+    return build_module(STGCN, MODEL_NAME, num_classes, overrides)
 
 
 def _matching_graph_hint(stored: np.ndarray, module: STGCN) -> str:
     """Names the partition that produced ``stored``, if a common one did."""
-    skeleton = blocks.resolve_skeleton(module.skeleton)
+    skeleton = resolve_skeleton(module.skeleton)
     for strategy in ("uniform", "distance", "spatial"):
         for max_hop in (1, 2, 3):
             candidate = stgcn_adjacency(skeleton, strategy, max_hop, module.graph_dilation)
@@ -247,7 +265,7 @@ def from_torch(
         raise StateDictError(
             f"{MODEL_NAME}: the checkpoint's adjacency buffer 'A' {stored.shape} differs from "
             f"the one built for strategy={module.strategy!r}, max_hop={module.max_hop}, "
-            f"skeleton={blocks.resolve_skeleton(module.skeleton).name!r} "
+            f"skeleton={resolve_skeleton(module.skeleton).name!r} "
             f"{adjacency.shape}{_matching_graph_hint(stored, module)}; pass the constructor "
             "arguments the checkpoint was trained with."
         )
@@ -269,5 +287,5 @@ def from_torch(
     reader.finish()
 
     variables = tree.variables()
-    check_variables(MODEL_NAME, variables, module, blocks.example_input_for(module))
+    check_variables(MODEL_NAME, variables, module, example_input_for(module))
     return module, jax.tree.map(jnp.asarray, variables)

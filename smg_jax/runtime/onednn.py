@@ -20,7 +20,6 @@ reason and the fix are logged once and XLA's convolution stays.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -32,7 +31,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -194,23 +193,6 @@ def unload() -> None:
     """Stops handing convolutions to oneDNN in programs traced from now on (``onednn='off'``)."""
     global _library, _reason
     _library, _reason = None, "switched off (runtime.onednn='off' or SMG_JAX_ONEDNN_CONV=0)"
-
-
-@contextlib.contextmanager
-def suspended() -> Iterator[None]:
-    """Within ``with``: programs traced keep XLA's convolution (e.g. for ``jax.export``).
-
-    ``jax.export`` refuses custom calls without compatibility guarantees, so
-    a process that loaded the oneDNN convolutions traces the programs it
-    exports in here; the lowered program is the one a GPU or TPU runs.
-    """
-    global _library, _reason
-    saved = _library, _reason
-    _library, _reason = None, "suspended (smg_jax.runtime.onednn.suspended)"
-    try:
-        yield
-    finally:
-        _library, _reason = saved
 
 
 def registered() -> bool:
