@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from smg_jax import models
-from smg_jax.models import export, onednn_conv
+from smg_jax.models import export
+from smg_jax.runtime import onednn
 
 # Narrow variants (one strided unit each) that compile in seconds.
 NARROW = {
@@ -57,7 +58,7 @@ def test_an_input_shape_without_four_entries_is_an_error():
 def test_every_model_round_trips_through_a_fresh_process(tmp_path):
     # The oneDNN custom call is built and registered in this process where it can be:
     # exporting must lower the temporal convolutions to XLA's all the same.
-    onednn_conv.available()
+    onednn.load()
     inputs, expected = {}, {}
     for index, (name, fields) in enumerate(NARROW.items()):
         module = models.create(name, num_classes=4, **fields)
