@@ -37,7 +37,8 @@ from smg_jax import metrics as cls_metrics
 from smg_jax.emotion import data as data_lib
 from smg_jax.emotion import end_to_end, features, mg_method, protocols, report, scores
 from smg_jax.emotion.data import STATE_NAMES, EmotionData, EmotionError
-from smg_jax.train import loop as cls_loop
+from smg_jax.train import setup
+from smg_jax.train.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def _run_folds(config, data: EmotionData, folds, workdir: pathlib.Path) -> list[
             # (then it resumes from its last checkpoint and goes on).
             if (
                 config.method != "end_to_end"
-                or outcome["steps"] == (end_to_end.planned_steps(config, len(train))[1])
+                or outcome["steps"] == (setup.planned_steps(config, len(train))[1])
             ):
                 outcomes.append(outcome)
                 continue
@@ -213,8 +214,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     workdir.mkdir(parents=True, exist_ok=True)
     check_config(config)
     try:
-        cls_loop.check_resume_config(workdir, config)
-    except cls_loop.ConfigError as err:
+        setup.check_resume_config(workdir, config)
+    except ConfigError as err:
         raise EmotionError(str(err)) from None
     data = data_lib.load(config.data)
     folds = protocols.make_folds(config.protocol, [inst.subject for inst in data.instances])
