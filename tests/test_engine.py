@@ -74,7 +74,9 @@ def toy_evaluator(state, members):
     ]
 
 
-def make_engine(tmp_path, losses, *, stacked=None, total=6, checkpoint_every=2, eval_every=3):
+def make_engine(
+    tmp_path, losses, *, stacked=None, total=6, checkpoint_every=2, eval_every=3, board=False
+):
     count = 1 if stacked is None else stacked
     members = []
     for i in range(count):
@@ -83,7 +85,7 @@ def make_engine(tmp_path, losses, *, stacked=None, total=6, checkpoint_every=2, 
                 label=f"m{i} ",
                 latest=checkpoint.Checkpointer(tmp_path / f"m{i}" / "checkpoints"),
                 best=checkpoint.Checkpointer(tmp_path / f"m{i}" / "best", 1, "score"),
-                board=runtime.TensorBoard(tmp_path / f"m{i}" / "tb", False),
+                board=runtime.TensorBoard(tmp_path / f"m{i}" / "tb", board),
                 iterator=Counter(),
                 index=None if stacked is None else i,
             )
@@ -161,6 +163,14 @@ def test_a_non_finite_member_is_dropped_while_the_others_train_on(tmp_path):
     assert trainer.active() == [trainer.members[1]]
     assert trainer.members[0].latest.latest_step() is None  # dropped before its first save
     assert trainer.members[1].latest.latest_step() == 6
+
+
+def test_each_stacked_member_writes_its_own_tensorboard(tmp_path):
+    trainer = make_engine(tmp_path, np.ones((6, 2)), stacked=2, board=True)
+    state, step = trainer.run(toy_state(2), 0)
+    trainer.finish(state, step)
+    for i in range(2):
+        assert list((tmp_path / f"m{i}" / "tb").glob("events.out.tfevents.*"))
 
 
 def test_sigterm_saves_then_raises_preempted(tmp_path):

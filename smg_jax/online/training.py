@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.online.segments import OnlineError
-from smg_jax.train import checkpoint, jit, optim, runtime, steps
+from smg_jax.train import checkpoint, optim, parallel, runtime
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,11 @@ class FitSettings:
     plateau_factor: float = 0.5
     plateau_min_lr: float = 0.0
 
+    def total_steps(self) -> int:
+        """``epochs`` of ``steps_per_epoch``, or ``max_steps`` if fewer."""
+        total = self.epochs * self.steps_per_epoch
+        return total if self.max_steps is None else min(total, self.max_steps)
+
     @classmethod
     def from_config(cls, train: ml_collections.ConfigDict, steps_per_epoch: int, base_lr: float):
         return cls(
@@ -199,9 +204,8 @@ def fit(
 ) -> tuple[state_lib.TrainState, list[dict[str, Any]]]:
     """Trains ``state``, or resumes it from ``workdir/checkpoints``; returns it and the history.
 
-    A run is done when it reached ``epochs`` (or ``max_steps``) or stopped
-    early; calling ``fit`` again then only restores the final state (a larger
-    ``max_steps`` continues it).
+    A run is done when it reached ``epochs`` (or ``max_steps``) or stopped early; calling
+    ``fit`` again then only restores the final state (a larger ``max_steps`` continues it).
 
     Args:
       name: shown on the progress bar and in logs.
@@ -222,39 +226,17 @@ def fit(
     saver = checkpoint.Checkpointer(
         workdir / "checkpoints", max_to_keep=max(int(settings.keep_checkpoints), 1)
     )
-    meta: dict[str, Any] = {
-        "history": [],
-        "early_stopping": {},
-        "plateau": {},
-        "epoch_sums": [0.0, 0.0, 0],
-        "stopped_early": False,
-    }
-    restored = saver.restore(state)
-    if restored is not None:
-        state, meta = restored
-        log.info("%s: resumed from %s at step %d", name, saver.directory, int(state.step))
-
-    total_steps = settings.epochs * settings.steps_per_epoch
-    if settings.max_steps is not None:
-        total_steps = min(total_steps, settings.max_steps)
+    state, meta = _restore(saver, state, name)
+    total_steps = settings.total_steps()
     step = int(state.step)
     if meta["stopped_early"] or step >= total_steps:
         saver.close()
         return state, list(meta["history"])
-    train_step = jit.jit(
-        functools.partial(steps.train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule),
-        donate_argnums=(0,),
+    train_step, _ = parallel.make_steps(
+        parallel.SINGLE_DEVICE, model, tx=tx, loss_fn=loss_fn, schedule=schedule, accum_steps=1
     )
     board = runtime.TensorBoard(workdir / "tensorboard", settings.tensorboard)
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        desc=f"train {name}",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not settings.progress_bar,
-        file=sys.stderr,
-    )
+    bar = _progress_bar(total_steps, step, name, settings.progress_bar)
     window = [0.0, 0.0, 0, time.perf_counter()]  # loss sum, accuracy sum, steps, start time
     while step < total_steps and not meta["stopped_early"]:
         state, out = train_step(state, batch_fn(step))
@@ -263,31 +245,13 @@ def fit(
         if not bool(out["finite"]):
             bar.close()
             board.close()
-            raise FloatingPointError(
-                f"{name}: non-finite loss or gradient at step {step} (loss {loss}); lower the "
-                "learning rate or check the features."
-            )
+            raise FloatingPointError(_non_finite_message(name, step, loss))
         sums = meta["epoch_sums"]
         meta["epoch_sums"] = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
         window = [window[0] + loss, window[1] + accuracy, window[2] + 1, window[3]]
         bar.update(1)
         if step % max(settings.log_every_steps, 1) == 0 or step == total_steps:
-            lr = float(out["lr"]) * _lr_factor(state)
-            elapsed = max(time.perf_counter() - window[3], 1e-9)
-            scalars = {
-                "train/loss": window[0] / window[2],
-                "train/accuracy": window[1] / window[2],
-                "train/lr": lr,
-                "train/grad_norm": float(out["grad_norm"]),
-                "train/steps_per_second": window[2] / elapsed,
-            }
-            board.scalars(step, scalars)
-            bar.set_postfix(
-                epoch=f"{step / settings.steps_per_epoch:.1f}",
-                loss=f"{scalars['train/loss']:.3f}",
-                acc=f"{scalars['train/accuracy']:.3f}",
-                lr=f"{lr:.2g}",
-            )
+            _log_window(step, out, state, window, board, bar, settings.steps_per_epoch)
             window = [0.0, 0.0, 0, time.perf_counter()]
         epoch_end = step % settings.steps_per_epoch == 0
         if epoch_end:
@@ -302,6 +266,94 @@ def fit(
     saver.close()
     metrics.write_json({"history": meta["history"]}, workdir / "history.json")
     return state, list(meta["history"])
+
+
+def _progress_bar(total: int, step: int, name: str, enabled: bool) -> tqdm:
+    return tqdm(
+        total=total,
+        initial=step,
+        desc=f"train {name}",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not enabled,
+        file=sys.stderr,
+    )
+
+
+def _non_finite_message(name: str, step: int, loss: float) -> str:
+    return (
+        f"{name}: non-finite loss or gradient at step {step} (loss {loss}); lower the "
+        "learning rate or check the features."
+    )
+
+
+def _restore(saver: checkpoint.Checkpointer, state, name: str):
+    """``(state, meta)`` of the latest checkpoint, or ``state`` and a fresh meta."""
+    meta: dict[str, Any] = {
+        "history": [],
+        "early_stopping": {},
+        "plateau": {},
+        "epoch_sums": [0.0, 0.0, 0],
+        "stopped_early": False,
+    }
+    restored = saver.restore(state)
+    if restored is not None:
+        state, meta = restored
+        log.info("%s: resumed from %s at step %d", name, saver.directory, int(state.step))
+    return state, meta
+
+
+def _log_window(step, out, state, window, board, bar, steps_per_epoch: int) -> None:
+    """TensorBoard scalars of the steps since the last log line, and the bar's postfix."""
+    lr = float(out["lr"]) * _lr_factor(state)
+    elapsed = max(time.perf_counter() - window[3], 1e-9)
+    scalars = {
+        "train/loss": window[0] / window[2],
+        "train/accuracy": window[1] / window[2],
+        "train/lr": lr,
+        "train/grad_norm": float(out["grad_norm"]),
+        "train/steps_per_second": window[2] / elapsed,
+    }
+    board.scalars(step, scalars)
+    bar.set_postfix(
+        epoch=f"{step / steps_per_epoch:.1f}",
+        loss=f"{scalars['train/loss']:.3f}",
+        acc=f"{scalars['train/accuracy']:.3f}",
+        lr=f"{lr:.2g}",
+    )
+
+
+def fit_network(
+    section: ml_collections.ConfigDict,
+    *,
+    name: str,
+    workdir: pathlib.Path,
+    model: Any,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    input_shape: tuple[int, ...],
+    steps_per_epoch: int,
+    batch_fn: Callable[[int], Batch],
+    validate: Callable[[state_lib.TrainState], dict[str, float]] | None = None,
+) -> tuple[state_lib.TrainState, list[dict[str, Any]]]:
+    """``fit`` of a network section: its optimizer, a state seeded ``train.seed``, its settings.
+
+    ``PRNGKey(train.seed)`` splits into the init key and the dropout key;
+    ``input_shape`` is the model input's, batch axis first.
+    """
+    tc = section.train
+    tx, schedule = make_optimizer(section, steps_per_epoch, int(tc.epochs))
+    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(int(tc.seed)))
+    variables = state_lib.init_variables(model, init_rng, input_shape)
+    state = state_lib.create_train_state(variables, tx, state_rng)
+    bound = functools.partial(fit, model=model, tx=tx, schedule=schedule, loss_fn=loss_fn)
+    return bound(
+        name=name,
+        workdir=workdir,
+        state=state,
+        settings=FitSettings.from_config(tc, steps_per_epoch, float(section.optimizer.lr)),
+        batch_fn=batch_fn,
+        validate=validate,
+    )
 
 
 def _end_epoch(name, state, step, out, meta, settings: FitSettings, validate, board):

@@ -54,7 +54,7 @@ def train_step(
     Returns:
       ``(new_state, metrics)`` with ``loss``, ``accuracy``, ``grad_norm``,
       ``param_norm``, ``lr`` and ``finite`` (False if loss or gradients hold
-      NaN/inf; the loop stops the run then).
+      NaN/inf; the engine stops the run then).
     """
     micro = _micro_batches(batch, accum_steps)
     step_rng = _step_key(state, axis_name)
