@@ -173,6 +173,24 @@ def test_each_stacked_member_writes_its_own_tensorboard(tmp_path):
         assert list((tmp_path / f"m{i}" / "tb").glob("events.out.tfevents.*"))
 
 
+def test_a_hook_may_change_the_state_and_stop_the_run_after_its_checkpoint(tmp_path):
+    trainer = make_engine(tmp_path, np.ones(6), checkpoint_every=100)
+    seen = []
+
+    def hook(engine_, state, step, out):
+        seen.append(step)
+        if step == 4:
+            engine_.stop()
+            return state.replace(params={"w": state.params["w"] + 100.0})
+        return state
+
+    trainer.hooks = (hook,)
+    state, step = trainer.run(toy_state(), 0)
+    assert seen == [1, 2, 3, 4] and step == 4
+    assert float(state.params["w"]) == 104.0
+    assert trainer.members[0].latest.latest_step() == 4  # checkpointed though not at the cadence
+
+
 def test_sigterm_saves_then_raises_preempted(tmp_path):
     trainer = make_engine(tmp_path, np.ones(6), checkpoint_every=100)
     step_fn = trainer.train_step
@@ -198,5 +216,5 @@ def test_unknown_train_scalar_is_refused(tmp_path):
             cadence=engine.Cadence(1, 1, 1, 1, 0, 1),
             evaluator=toy_evaluator,
             checkpoint_state=lambda state, member: state,
-            train_scalars=("accuracy",),
+            train_scalars=("top1",),
         )

@@ -7,6 +7,9 @@ or gradient, shows a tqdm bar, writes TensorBoard scalars, checkpoints at the
 cadence, saves and exits on SIGTERM, and calls the task's evaluator at the
 evaluation cadence (an evaluator, as in big_vision, is a callable that
 returns metrics; the engine keeps the history and the best checkpoint).
+Hooks run after every step and may change the state or stop the run: the
+online networks' epoch-end validation, early stopping and learning rate on
+plateau are hooks (``smg_jax.online.training``).
 
 One state may carry several runs stacked along a leading axis (the vmapped
 seeds): each ``Member`` then owns slice ``index`` of the state and of every
@@ -41,7 +44,9 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 StepFn = Callable[[Any, Batch], tuple[Any, dict[str, jax.Array]]]
 # The TensorBoard scalars a run may log after its train steps, besides ``train/loss``.
-TRAIN_SCALARS = ("lr", "grad_norm", "param_norm", "clips_per_second")
+TRAIN_SCALARS = (
+    "accuracy", "lr", "grad_norm", "param_norm", "clips_per_second", "steps_per_second"
+)  # fmt: skip
 
 
 class Preempted(SystemExit):
@@ -123,7 +128,7 @@ class Member:
         if restored is None:
             return None
         state, meta = restored
-        self.record = RunRecord.from_meta(meta)
+        self.record = type(self.record).from_meta(meta)
         return state
 
 
@@ -154,6 +159,16 @@ class Evaluator(Protocol):
     def __call__(self, state: Any, members: Sequence[Member]) -> list[Evaluation]: ...
 
 
+class Hook(Protocol):
+    """Runs after every train step (after logging, before evaluation and checkpointing).
+
+    Returns the state to train on (a hook may change it, e.g. the learning
+    rate); ``engine.stop()`` ends the run after this step's checkpoint.
+    """
+
+    def __call__(self, engine: Engine, state: Any, step: int, out: dict[str, Any]) -> Any: ...
+
+
 # ---------------------------------------------------------------------------
 # The engine.
 # ---------------------------------------------------------------------------
@@ -163,7 +178,8 @@ class Evaluator(Protocol):
 class Cadence:
     """How long a run trains and how often it logs, evaluates and checkpoints, in steps.
 
-    ``eval_every = 0`` evaluates only after the last step.
+    ``eval_every = 0`` evaluates only after the last step; ``checkpoint_epochs``
+    also checkpoints at every epoch end.
     """
 
     total_steps: int
@@ -172,6 +188,12 @@ class Cadence:
     log_every: int
     eval_every: int
     checkpoint_every: int
+    checkpoint_epochs: bool = False
+
+    def checkpoints_at(self, step: int) -> bool:
+        epoch_end = self.checkpoint_epochs and step % self.steps_per_epoch == 0
+        every = self.checkpoint_every
+        return epoch_end or step == self.total_steps or bool(every and step % every == 0)
 
 
 @dataclasses.dataclass
@@ -179,6 +201,7 @@ class _Window:
     """Train losses since the last log line, per member position, and when the window began."""
 
     losses: list[float]
+    accuracies: list[float]
     count: int = 0
     start: float = dataclasses.field(default_factory=time.perf_counter)
 
@@ -192,11 +215,15 @@ class Engine:
       next_batch: the next global batch, placed as ``train_step`` wants it.
       members: the runs; their ``iterator`` positions and records are saved.
       cadence: durations and intervals.
-      evaluator: scores a state for the members still training.
+      evaluator: scores a state for the members still training (``None``: the
+        task evaluates in its hooks and does not call ``finish``).
       checkpoint_state: ``state, member -> TrainState`` to save (a host copy,
         or the member's slice of a stacked state).
       best_metric: the history field whose maximum is kept in ``member.best``.
       train_scalars: which of ``TRAIN_SCALARS`` to log besides ``train/loss``.
+      lr_scale: ``state -> factor`` of the logged learning rate (an injected
+        scale the schedule does not know of).
+      hooks: run after every step, in order (``Hook``).
       description: the progress bar's.
       progress_bar: show it (process 0 only); ``primary`` prints evaluations.
     """
@@ -208,10 +235,12 @@ class Engine:
         next_batch: Callable[[], Batch],
         members: Sequence[Member],
         cadence: Cadence,
-        evaluator: Evaluator,
+        evaluator: Evaluator | None,
         checkpoint_state: Callable[[Any, Member], TrainState],
         best_metric: str | None = None,
-        train_scalars: Sequence[str] = TRAIN_SCALARS,
+        train_scalars: Sequence[str] = ("lr", "grad_norm", "param_norm", "clips_per_second"),
+        lr_scale: Callable[[Any], float] | None = None,
+        hooks: Sequence[Hook] = (),
         description: str = "train",
         progress_bar: bool = True,
         primary: bool = True,
@@ -224,7 +253,13 @@ class Engine:
         self.checkpoint_state, self.best_metric = checkpoint_state, best_metric
         self.train_scalars = tuple(train_scalars)
         self.description, self.progress_bar, self.primary = description, progress_bar, primary
+        self.lr_scale, self.hooks = lr_scale, tuple(hooks)
         self.failed: dict[int, Exception] = {}
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Ends the run after the current step, which is checkpointed."""
+        self.stopped = True
 
     def active(self) -> list[Member]:
         """The members still training (none of them stopped by a non-finite loss)."""
@@ -252,7 +287,7 @@ class Engine:
             )
             window = self._new_window()
             compiled = False  # the first step of each invocation compiles: not timed
-            while step < total and self.active():
+            while step < total and self.active() and not self.stopped:
                 step_start = time.perf_counter()
                 state, out = self.train_step(state, self.next_batch())
                 step += 1
@@ -263,14 +298,16 @@ class Engine:
                 if not self.active():
                     break
                 if step % self.cadence.log_every == 0 or step == total:
-                    self._log(step, out, window, bar)
+                    self._log(step, state, out, window, bar)
                     window = self._new_window()
                 bar.update(1)
+                for hook in self.hooks:
+                    state = hook(self, state, step, out)
                 every = self.cadence.eval_every
                 if every and step % every == 0 and step < total:
                     self.evaluate(state, step)
                 preempted = distributed.preemption_requested(step, preemption.requested)
-                if step % self.cadence.checkpoint_every == 0 or step == total or preempted:
+                if self.cadence.checkpoints_at(step) or preempted or self.stopped:
                     self.save(state, step)
                 if preempted:
                     self._stop(bar, step)
@@ -278,11 +315,14 @@ class Engine:
         return state, step
 
     def _new_window(self) -> _Window:
-        return _Window(losses=[0.0] * len(self.members))
+        return _Window(losses=[0.0] * len(self.members), accuracies=[0.0] * len(self.members))
 
     def _account(self, step: int, out, losses: np.ndarray, seconds, window: _Window) -> None:
         """Adds a step's losses and time to each member; drops (or raises for) a non-finite one."""
         finite = np.asarray(out["finite"]).reshape(-1)
+        accuracies = None
+        if "accuracy" in self.train_scalars:  # read only when logged: one transfer less a step
+            accuracies = np.asarray(out["accuracy"]).reshape(-1)
         window.count += 1
         for position, member in self._positions():
             row = member.index or 0
@@ -290,6 +330,8 @@ class Engine:
             if seconds is not None:
                 member.record.add_time(seconds)
             window.losses[position] += loss
+            if accuracies is not None:
+                window.accuracies[position] += float(accuracies[row])
             member.record.add_loss(loss)
             if not bool(finite[row]):
                 error = FloatingPointError(
@@ -301,24 +343,34 @@ class Engine:
                 self.failed[position] = error
                 log.error("%sstopped: %s", member.label, error)
 
-    def _log(self, step: int, out, window: _Window, bar) -> None:
+    def _log(self, step: int, state, out, window: _Window, bar) -> None:
         """TensorBoard scalars of the steps since the last log line, and the bar's postfix."""
         elapsed = max(time.perf_counter() - window.start, 1e-9)
-        clips_per_second = window.count * self.cadence.batch_size / elapsed
+        rates = {
+            "clips_per_second": window.count * self.cadence.batch_size / elapsed,
+            "steps_per_second": window.count / elapsed,
+        }
+        scale = 1.0 if self.lr_scale is None else self.lr_scale(state)
         for position, member in self._positions():
             row = member.index or 0
             scalars = {"train/loss": window.losses[position] / window.count}
             for name in self.train_scalars:
-                if name == "clips_per_second":
-                    scalars["train/clips_per_second"] = clips_per_second
+                if name in rates:
+                    value = rates[name]
+                elif name == "accuracy":
+                    value = window.accuracies[position] / window.count
                 else:
-                    scalars[f"train/{name}"] = float(np.asarray(out[name]).reshape(-1)[row])
+                    value = float(np.asarray(out[name]).reshape(-1)[row])
+                scalars[f"train/{name}"] = value * scale if name == "lr" else value
             member.board.scalars(step, scalars)
+        rate = (
+            "clips_per_second" if "clips_per_second" in self.train_scalars else "steps_per_second"
+        )
         bar.set_postfix(
             epoch=f"{step / self.cadence.steps_per_epoch:.1f}",
             loss=f"{scalars['train/loss']:.3f}",
-            lr=f"{float(np.asarray(out['lr']).reshape(-1)[0]):.2g}",
-            clips_s=f"{clips_per_second:.0f}",
+            lr=f"{float(np.asarray(out['lr']).reshape(-1)[0]) * scale:.2g}",
+            **{rate.replace("_per_second", "_s"): f"{rates[rate]:.1f}"},
         )
 
     def evaluate(self, state: Any, step: int) -> list[Evaluation]:
@@ -347,7 +399,8 @@ class Engine:
     def save(self, state: Any, step: int) -> None:
         """Saves each active member's latest checkpoint at ``step`` with its data position."""
         for member in self.active():
-            member.record.data = member.iterator.get_state()
+            if member.iterator is not None:
+                member.record.data = member.iterator.get_state()
             member.latest.save(step, self.checkpoint_state(state, member), member.record.to_meta())
 
     def _stop(self, bar, step: int) -> None:
@@ -373,6 +426,10 @@ class Engine:
                 member.latest.overwrite_meta(step, saved, member.record.to_meta())
             else:
                 member.latest.save(step, saved, member.record.to_meta())
+        self.close()
+        return evaluations
+
+    def close(self) -> None:
+        """Flushes and closes every member's TensorBoard writer."""
         for member in self.members:
             member.board.close()
-        return evaluations
