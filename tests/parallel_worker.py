@@ -143,7 +143,7 @@ def run_steps(spec: dict[str, Any]) -> dict[str, Any]:
     import jax
     import numpy as np
 
-    from smg_jax.train import errors, loop, losses, optim, parallel
+    from smg_jax.train import errors, losses, optim, parallel, setup
     from smg_jax.train import state as state_lib
 
     rng = np.random.default_rng(0)
@@ -159,13 +159,13 @@ def run_steps(spec: dict[str, Any]) -> dict[str, Any]:
     trajectories: dict[str, list[Any]] = {}  # the one-device runs' states, step by step
     # Dropout and placement do not change the variables: initialise (and compile init) once.
     variables = state_lib.init_variables(
-        loop.make_model(_tiny_config("none", 1, True, 0.0), CLASSES),
+        setup.make_model(_tiny_config("none", 1, True, 0.0), CLASSES),
         jax.random.PRNGKey(0),
         (1, 1, FRAMES, JOINTS, 3),
     )
     for name, (mode, accum, cross_bn, dropout) in VARIANTS.items():
         config = _tiny_config(mode, accum, cross_bn, dropout)
-        model = loop.make_model(config, CLASSES)
+        model = setup.make_model(config, CLASSES)
         schedule = optim.make_schedule(config, steps_per_epoch=10, total_epochs=2)
         tx = optim.make_optimizer(config, schedule)
         placement = parallel.make_placement(config)
@@ -217,7 +217,7 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
     import jax
 
     from experiments.configs import base
-    from smg_jax.train import distributed, loop
+    from smg_jax.train import distributed, engine, loop
 
     check_preemption = distributed.preemption_requested
     settings = spec.get("distributed")
@@ -247,7 +247,7 @@ def run_train(spec: dict[str, Any]) -> dict[str, Any]:
         distributed.preemption_requested = preemption_requested
         try:
             results = loop.train_and_evaluate(config, run["workdir"])
-        except loop.Preempted as stop:
+        except engine.Preempted as stop:
             out["runs"][run["name"]] = {
                 "preempted": str(stop),
                 "checkpoints": sorted(int(d.name) for d in saved.iterdir() if d.name.isdigit()),

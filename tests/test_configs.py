@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 from smg_jax import models
-from smg_jax.train import loop, optim
+from smg_jax.train import optim, setup
 
 CONFIGS = ["stgcn", "agcn", "shiftgcn", "gcnnas", "msg3d", "ctrgcn", "demo"]
 
@@ -17,9 +17,9 @@ CONFIGS = ["stgcn", "agcn", "shiftgcn", "gcnnas", "msg3d", "ctrgcn", "demo"]
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_builds_its_model_and_preset(name):
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
-    model = loop.make_model(config, num_classes=17)
+    model = setup.make_model(config, num_classes=17)
     assert type(model) is type(models.create(config.model.name, num_classes=17))
-    preset = loop.make_preset(config)
+    preset = setup.make_preset(config)
     assert preset.num_frames > 0
     schedule = optim.make_schedule(config, steps_per_epoch=10, total_epochs=config.train.epochs)
     optim.make_optimizer(config, schedule)
@@ -31,7 +31,7 @@ def test_stgcn_config_is_the_smg_authors_recipe():
     assert (config.optimizer.lr, config.optimizer.weight_decay) == (0.01, 1e-4)
     assert tuple(config.schedule.milestones) == (5, 10) and config.train.epochs == 20
     assert config.train.batch_size == 64 and config.model.dropout == 0.1
-    assert config.data.preset == "authors" and loop.make_preset(config).num_frames == 60
+    assert config.data.preset == "authors" and setup.make_preset(config).num_frames == 60
 
 
 def test_msg3d_accumulates_two_forward_batches():
@@ -41,7 +41,7 @@ def test_msg3d_accumulates_two_forward_batches():
 
 def test_shiftgcn_weight_decay_groups_hit_the_right_parameters():
     config = importlib.import_module("experiments.configs.shiftgcn").get_config()
-    model = loop.make_model(config, num_classes=17)
+    model = setup.make_model(config, num_classes=17)
     shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 16, 25, 3))))
     rates = optim.weight_decay_rates(shapes["params"], config)
     flat = {

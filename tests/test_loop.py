@@ -14,7 +14,7 @@ import pytest
 from experiments import ensemble as ensemble_cli
 from experiments.configs import base
 from smg_jax import ensemble
-from smg_jax.train import loop
+from smg_jax.train import loop, setup
 from tfds_smg import synthetic
 
 
@@ -109,11 +109,11 @@ def test_a_run_older_than_new_config_fields_still_resumes(finished_run, smg_tiny
     saved = json.loads((workdir / "config.json").read_text())
     del saved["train"]["parallel"]  # as written before that field existed
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert loop.config_changes(tmp_path, tiny_config(smg_tiny)) == []
+    assert setup.config_changes(tmp_path, tiny_config(smg_tiny)) == []
     assert "predates the config fields ['train.parallel']" in caplog.text
     saved["train"]["removed_field"] = 1  # a field this version does not know is still a change
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert loop.config_changes(tmp_path, tiny_config(smg_tiny)) == ["train.removed_field"]
+    assert setup.config_changes(tmp_path, tiny_config(smg_tiny)) == ["train.removed_field"]
 
 
 def test_parallel_mode_may_change_on_resume_but_not_the_batch_norm_scope(finished_run, smg_tiny):
@@ -121,12 +121,12 @@ def test_parallel_mode_may_change_on_resume_but_not_the_batch_norm_scope(finishe
     for mode in ("mesh", "pmap"):
         config = tiny_config(smg_tiny)
         config.train.parallel = mode
-        assert loop.config_changes(workdir, config) == [], mode
+        assert setup.config_changes(workdir, config) == [], mode
     config = tiny_config(smg_tiny)
     config.train.parallel, config.train.cross_replica_bn = "pmap", False  # per-device BatchNorm
-    assert loop.config_changes(workdir, config) == ["train.batch_norm_scope"]
+    assert setup.config_changes(workdir, config) == ["train.batch_norm_scope"]
     config.train.parallel = "none"  # the flag alone means nothing without pmap
-    assert loop.config_changes(workdir, config) == []
+    assert setup.config_changes(workdir, config) == []
 
 
 def test_ensemble_of_identical_streams_equals_the_stream(finished_run, tmp_path, capsys):

@@ -17,7 +17,7 @@ import pytest
 from experiments.configs import base
 from smg_jax import graph
 from smg_jax.data import pipeline, transforms
-from smg_jax.train import loop, parallel
+from smg_jax.train import parallel, setup
 from smg_jax.train.errors import ConfigError
 
 DEVICES = 4
@@ -55,14 +55,14 @@ def test_default_is_todays_single_device_run():
     assert (config.train.parallel, config.train.cross_replica_bn) == ("none", True)
     assert config.distributed.enabled is False
     assert parallel.make_placement(config) is parallel.SINGLE_DEVICE
-    model = loop.make_model(config, num_classes=17)
+    model = setup.make_model(config, num_classes=17)
     assert parallel.training_model(model, config) is model
 
 
 def test_pmap_with_cross_replica_bn_names_the_batch_norm_axis():
     config = base.get_config("stgcn")
     config.train.parallel = "pmap"
-    model = loop.make_model(config, num_classes=17)
+    model = setup.make_model(config, num_classes=17)
     assert parallel.training_model(model, config).bn_axis_name == parallel.AXIS
     config.train.cross_replica_bn = False
     assert parallel.training_model(model, config).bn_axis_name is None

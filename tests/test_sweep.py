@@ -20,7 +20,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from experiments.configs import base
 from experiments.configs import stgcn as stgcn_config
 from smg_jax import ensemble, metrics, models, sweep
-from smg_jax.train import loop, multiseed
+from smg_jax.train import loop, multiseed, setup
 from tfds_smg import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -376,7 +376,7 @@ def test_smoke_form_builds_every_model(name, tmp_path):
     config = base.get_config(name)
     plan = sweep.make_plan(config, tmp_path, smoke=True)
     run_config = plan.run_config(plan.variants[0], 0)
-    model = loop.make_model(run_config, 17)
+    model = setup.make_model(run_config, 17)
     x = jnp.zeros((2, 1, run_config.data.num_frames, 25, 3))
     rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
     variables = jax.eval_shape(lambda x: model.init(rngs, x, train=False), x)

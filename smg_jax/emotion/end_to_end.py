@@ -19,34 +19,28 @@ with the instance's state:
   ``centered`` resampled to 32 frames). The instance's logits are the mean of
   its windows' logits (``aggregate_windows``).
 
-Training, per fold, is the classification recipe (``smg_jax.train``: the
-optimizer, schedule and loss sections, the pure jitted ``train_step``,
-orbax checkpoints with the data-iterator position, TensorBoard, tqdm); a
-fold killed at any step resumes from its last checkpoint to the same
-numbers. The final model of each fold is evaluated once on its test
+Training, per fold, is the classification recipe on the training engine
+(``smg_jax.train``: the optimizer, schedule and loss sections, the pure
+jitted ``train_step``, orbax checkpoints with the data-iterator position,
+TensorBoard, tqdm, SIGTERM save); a fold killed at any step resumes from
+its last checkpoint to the same numbers. The final model of each fold is evaluated once on its test
 participants: nothing is selected on test.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import pathlib
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from smg_jax.data import pipeline, transforms
 from smg_jax.emotion.data import EmotionError, Instance
-from smg_jax.runtime import xla
-from smg_jax.train import checkpoint, losses, optim, runtime, steps
-from smg_jax.train import loop as cls_loop
+from smg_jax.train import engine, losses, optim, parallel, setup
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -99,7 +93,7 @@ class WindowSource(Sequence):
 
     Element ``i`` is ``{"joints": (L, V, 3), "label": state, "sample_id",
     "segment_index": instance row, "start", "end": absolute rows}``, so the
-    classification pipeline (``pipeline.train_iterator``, ``cls_loop.predict``)
+    classification pipeline (``pipeline.train_iterator``, ``setup.predict``)
     batches it unchanged. ``instance_of[i]`` is the window's position in
     ``instances``.
     """
@@ -157,7 +151,7 @@ def make_preset(config: ml_collections.ConfigDict) -> transforms.Preset:
     The authors' array is the first ``length`` frames as they are, so in
     ``"first"`` mode the preset must not drop or interpolate frames.
     """
-    preset = cls_loop.make_preset(config)
+    preset = setup.make_preset(config)
     window = config.window
     if window.mode == "first" and preset.temporal != "resample":
         raise EmotionError(
@@ -171,16 +165,6 @@ def make_preset(config: ml_collections.ConfigDict) -> transforms.Preset:
 # ---------------------------------------------------------------------------
 # Training one fold.
 # ---------------------------------------------------------------------------
-
-
-def planned_steps(config: ml_collections.ConfigDict, num_train_windows: int) -> tuple[int, int]:
-    """``(steps per epoch, total optimizer steps)`` of a fold with this many training windows."""
-    tc = config.train
-    steps_per_epoch = max(1, num_train_windows // int(tc.batch_size))
-    total_steps = int(tc.epochs) * steps_per_epoch
-    if tc.max_steps is not None:
-        total_steps = min(total_steps, int(tc.max_steps))
-    return steps_per_epoch, total_steps
 
 
 def train_fold(
@@ -203,149 +187,89 @@ def train_fold(
     """
     tc = config.train
     preset = make_preset(config)
-    model = cls_loop.make_model(config, NUM_STATES)
-    batch_size = int(tc.batch_size)
+    model = setup.make_model(config, NUM_STATES)
     if len(train) == 0 or len(test) == 0:
         raise EmotionError(f"fold {fold_index}: no training or no test window.")
-    steps_per_epoch, total_steps = planned_steps(config, len(train))
-    schedule = optim.make_schedule(config, steps_per_epoch, int(tc.epochs))
+    cadence = setup.make_cadence(config, len(train), int(config.eval.every_epochs))
+    schedule = optim.make_schedule(config, cadence.steps_per_epoch, int(tc.epochs))
     tx = optim.make_optimizer(config, schedule)
     loss_fn = losses.make_loss(config, class_counts=np.bincount(train.labels, minlength=2))
     # Each fold its own seeds, all functions of train.seed: the folds differ, runs do not.
     seed = int(tc.seed) + 1000 * fold_index
-    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
     input_shape = (1, int(config.model.get("num_persons", 1)), *preset.output_shape(25))
-    variables = cls_loop.initial_variables(config, model, NUM_STATES, input_shape, init_rng)
-    state = state_lib.create_train_state(variables, tx, state_rng)
+    state = setup.fresh_state(config, model, NUM_STATES, input_shape, seed, tx)
     num_params = state_lib.count_params(state.params)
-
-    latest = checkpoint.Checkpointer(fold_dir / "checkpoints", max_to_keep=int(tc.keep_checkpoints))
-    meta: dict[str, Any] = {"history": [], "data": None, "epoch_loss": [0.0, 0]}
-    restored = latest.restore(state)
+    member = setup.make_member(config, fold_dir, None, label=f"fold {fold_index}: ")
+    restored = member.restore(state)
     if restored is not None:
-        state, meta = restored
+        state = restored
         log.info("fold %d: resumed at step %d", fold_index, int(state.step))
-    train_step = xla.jit(
-        functools.partial(
-            steps.train_step,
-            model=model,
-            tx=tx,
-            loss_fn=loss_fn,
-            schedule=schedule,
-            accum_steps=int(tc.accum_steps),
-        ),
-        donate_argnums=(0,),
-    )
-    eval_fn = xla.jit(
-        functools.partial(steps.eval_step, model=model),
-        inference=True,
+    train_step, eval_fn = parallel.make_steps(
+        parallel.SINGLE_DEVICE,
+        model,
+        tx=tx,
+        loss_fn=loss_fn,
+        schedule=schedule,
+        accum_steps=int(tc.accum_steps),
         model_name=config.model.name,
     )
-    threads = int(config.data.num_threads)
-    iterator = pipeline.train_iterator(
-        train, preset, batch_size=batch_size, seed=seed, num_threads=threads, state=meta["data"]
+    member.iterator = pipeline.train_iterator(
+        train,
+        preset,
+        batch_size=int(tc.batch_size),
+        seed=seed,
+        num_threads=int(config.data.num_threads),
+        state=member.record.data,
     )
-    board = runtime.TensorBoard(fold_dir / "tensorboard", bool(tc.tensorboard))
-    test_labels = np.asarray([inst.state for inst in test.instances], np.int64)
-
-    def instance_logits() -> np.ndarray:
-        windows = cls_loop.predict(eval_fn, state, test, preset, int(config.eval.batch_size), 0)
-        return aggregate_windows(windows, test.instance_of, len(test.instances))
-
-    def evaluate(step: int) -> np.ndarray:
-        logits = instance_logits()
-        accuracy = float(np.mean(np.argmax(logits, 1) == test_labels))
-        loss_sum, loss_count = meta["epoch_loss"]
-        row = {
-            "step": step,
-            "epoch": round(step / steps_per_epoch, 3),
-            "train_loss": loss_sum / max(loss_count, 1),
-            "test_accuracy": accuracy,
-        }
-        if not meta["history"] or meta["history"][-1]["step"] != step:
-            meta["history"].append(row)
-            meta["epoch_loss"] = [0.0, 0]
-        board.scalars(step, {"test/accuracy": accuracy})
-        return logits
-
-    step = int(state.step)
-    every = int(config.eval.every_epochs) * steps_per_epoch
-    checkpoint_every = int(tc.checkpoint_every_steps) or steps_per_epoch
-    log.info(
-        "%s fold %d: %d train windows of %d instances, %d test windows of %d instances; "
-        "%s (%s parameters), %d steps of batch %d",
-        description,
-        fold_index,
-        len(train),
-        len(train.instances),
-        len(test),
-        len(test.instances),
-        config.model.name,
-        f"{num_params:,}",
-        total_steps,
-        batch_size,
+    _log_fold(description, fold_index, train, test, config.model.name, num_params, cadence)
+    trainer = engine.Engine(
+        train_step=train_step,
+        next_batch=lambda: next(member.iterator),
+        members=[member],
+        cadence=cadence,
+        evaluator=instance_evaluator(config, test, preset, eval_fn),
+        checkpoint_state=lambda state, _: state,
+        train_scalars=("lr", "grad_norm"),
+        description=f"fold {fold_index} {config.model.name}",
+        progress_bar=bool(tc.progress_bar),
     )
-    window_loss, window_count = 0.0, 0
-    with runtime.Preemption() as preemption:
-        bar = tqdm(
-            total=total_steps,
-            initial=step,
-            desc=f"fold {fold_index} {config.model.name}",
-            unit="step",
-            dynamic_ncols=True,
-            disable=not tc.progress_bar,
-            file=sys.stderr,
-        )
-        while step < total_steps:
-            state, out = train_step(state, next(iterator))
-            step += 1
-            loss = float(out["loss"])
-            if not bool(out["finite"]):
-                raise FloatingPointError(
-                    f"fold {fold_index}: non-finite loss or gradient at step {step} (loss {loss}); "
-                    "lower optimizer.lr or check the data."
-                )
-            window_loss, window_count = window_loss + loss, window_count + 1
-            meta["epoch_loss"] = [meta["epoch_loss"][0] + loss, meta["epoch_loss"][1] + 1]
-            if step % int(tc.log_every_steps) == 0 or step == total_steps:
-                scalars = {
-                    "train/loss": window_loss / window_count,
-                    "train/lr": float(out["lr"]),
-                    "train/grad_norm": float(out["grad_norm"]),
-                }
-                board.scalars(step, scalars)
-                bar.set_postfix(
-                    epoch=f"{step / steps_per_epoch:.1f}", loss=f"{scalars['train/loss']:.3f}"
-                )
-                window_loss, window_count = 0.0, 0
-            bar.update(1)
-            if every and step % every == 0 and step < total_steps:
-                evaluate(step)
-            if step % checkpoint_every == 0 or step == total_steps or preemption.requested:
-                meta["data"] = iterator.get_state()
-                latest.save(step, state, meta)
-            if preemption.requested:
-                bar.close()
-                board.close()
-                raise cls_loop.Preempted(
-                    f"SIGTERM: saved fold {fold_index} at step {step} in {latest.directory}; "
-                    "run the same command again to resume."
-                )
-        bar.close()
+    state, step = trainer.run(state, int(state.step))
     started = time.perf_counter()
-    logits = evaluate(step)
+    (final,) = trainer.finish(state, step)
     log.info("fold %d: evaluated in %.1f s", fold_index, time.perf_counter() - started)
-    meta["data"] = iterator.get_state()
-    if latest.latest_step() == step:
-        latest.overwrite_meta(step, state, meta)
-    else:
-        latest.save(step, state, meta)
-    board.close()
     return {
-        "logits": logits,
-        "history": meta["history"],
+        "logits": final.outputs,
+        "history": member.record.history,
         "steps": step,
         "train_windows": len(train),
         "test_windows": len(test),
         "num_params": num_params,
     }
+
+
+def _log_fold(description, fold_index, train, test, model_name, num_params, cadence) -> None:
+    log.info(
+        "%s fold %d: %d train windows of %d instances, %d test windows of %d instances; "
+        "%s (%s parameters), %d steps of batch %d",
+        *(description, fold_index, len(train), len(train.instances), len(test)),
+        *(len(test.instances), model_name, f"{num_params:,}", cadence.total_steps),
+        cadence.batch_size,
+    )
+
+
+def instance_evaluator(config, test: WindowSource, preset: transforms.Preset, eval_fn):
+    """The evaluator of a fold's test instances: accuracy of the mean of their windows' logits."""
+    test_labels = np.asarray([inst.state for inst in test.instances], np.int64)
+
+    def evaluate(state, members: Sequence[engine.Member]) -> list[engine.Evaluation]:
+        windows = setup.predict(eval_fn, state, test, preset, int(config.eval.batch_size), 0)
+        logits = aggregate_windows(windows, test.instance_of, len(test.instances))
+        accuracy = float(np.mean(np.argmax(logits, 1) == test_labels))
+        evaluation = engine.Evaluation(
+            metrics={"test_accuracy": accuracy},
+            scalars={"test/accuracy": accuracy},
+            outputs=logits,
+        )
+        return [evaluation for _ in members]
+
+    return evaluate

@@ -37,7 +37,8 @@ from smg_jax import metrics as cls_metrics
 from smg_jax.emotion import data as data_lib
 from smg_jax.emotion import end_to_end, features, mg_method, protocols, recognized, report, scores
 from smg_jax.emotion.data import STATE_NAMES, EmotionData, EmotionError
-from smg_jax.train import loop as cls_loop
+from smg_jax.train import setup
+from smg_jax.train.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def _run_folds(
             # (then it resumes from its last checkpoint and goes on).
             if (
                 config.method != "end_to_end"
-                or outcome["steps"] == (end_to_end.planned_steps(config, len(train))[1])
+                or outcome["steps"] == (setup.planned_steps(config, len(train))[1])
             ):
                 outcomes.append(outcome)
                 continue
@@ -231,8 +232,8 @@ def run(
     workdir.mkdir(parents=True, exist_ok=True)
     check_config(config)
     try:
-        cls_loop.check_resume_config(workdir, config)
-    except cls_loop.ConfigError as err:
+        setup.check_resume_config(workdir, config)
+    except ConfigError as err:
         raise EmotionError(str(err)) from None
     data = data_lib.load(config.data)
     folds = protocols.make_folds(config.protocol, [inst.subject for inst in data.instances])

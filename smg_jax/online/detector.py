@@ -335,29 +335,19 @@ class DetectorModel:
         return segments, {"network_seconds": network_seconds, "viterbi_seconds": viterbi_seconds}
 
 
-def train_detector(
-    config: ml_collections.ConfigDict,
-    recordings: Sequence[Recording],
-    workdir: pathlib.Path,
-    *,
-    num_classes: int,
-) -> DetectorModel:
-    """Trains (or resumes / reloads) the window detector on the training recordings."""
-    section = config.detector
-    tc = section.train
-    seed = int(tc.seed)
-    window, stride = int(section.data.window), int(section.data.stride)
-    source = WindowSource(recordings, window, stride, num_classes)
-    presets = make_presets(section)
-    mg = np.flatnonzero(source.labels != num_classes)
-    background = np.flatnonzero(source.labels == num_classes)
-    ratio = float(section.data.background_ratio)
-    num_background = background.size if ratio <= 0 else min(background.size, round(ratio * mg.size))
+def _epoch_batches(
+    source: WindowSource,
+    presets,
+    mg: np.ndarray,
+    background: np.ndarray,
+    num_background: int,
+    seed: int,
+    batch_size: int,
+    steps_per_epoch: int,
+):
+    """``step -> {"x", "label", "mask"}``: batches of every MG window and, each epoch, a fresh
+    draw of ``num_background`` no-MG windows (a pure function of the seed and the step)."""
     epoch_size = mg.size + num_background
-    batch_size = int(tc.batch_size)
-    if epoch_size == 0:
-        raise OnlineError("The training recordings give no detector windows.")
-    steps_per_epoch = max(epoch_size // batch_size, 1)
 
     @functools.lru_cache(maxsize=2)
     def members(epoch: int) -> np.ndarray:
@@ -386,36 +376,54 @@ def train_detector(
             "mask": np.ones(batch_size, bool),
         }
 
+    return batch_fn
+
+
+def train_detector(
+    config: ml_collections.ConfigDict,
+    recordings: Sequence[Recording],
+    workdir: pathlib.Path,
+    *,
+    num_classes: int,
+) -> DetectorModel:
+    """Trains (or resumes / reloads) the window detector on the training recordings."""
+    section = config.detector
+    tc = section.train
+    seed = int(tc.seed)
+    window, stride = int(section.data.window), int(section.data.stride)
+    source = WindowSource(recordings, window, stride, num_classes)
+    presets = make_presets(section)
+    mg = np.flatnonzero(source.labels != num_classes)
+    background = np.flatnonzero(source.labels == num_classes)
+    ratio = float(section.data.background_ratio)
+    num_background = background.size if ratio <= 0 else min(background.size, round(ratio * mg.size))
+    epoch_size = mg.size + num_background
+    batch_size = int(tc.batch_size)
+    if epoch_size == 0:
+        raise OnlineError("The training recordings give no detector windows.")
+    steps_per_epoch = max(epoch_size // batch_size, 1)
+
+    batch_fn = _epoch_batches(
+        source, presets, mg, background, num_background, seed, batch_size, steps_per_epoch
+    )
+
     model, name = make_model(section, num_classes)
     class_counts = np.bincount(source.labels[mg], minlength=num_classes + 1).astype(np.float64)
     class_counts[num_classes] = num_background
     loss_fn = losses.make_loss(section, class_counts=class_counts)
-    tx, schedule = training.make_optimizer(section, steps_per_epoch, int(tc.epochs))
-    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
-    first = source[0]
-    input_shape = window_input(first, presets)[None].shape
-    variables = state_lib.init_variables(model, init_rng, input_shape)
-    state = state_lib.create_train_state(variables, tx, state_rng)
     log.info(
         "detector %s: %d windows (%d MG, %d no-MG, %d per epoch), %d steps per epoch",
-        name,
-        len(source),
-        mg.size,
-        background.size,
-        epoch_size,
-        steps_per_epoch,
+        *(name, len(source), mg.size, background.size, epoch_size, steps_per_epoch),
     )
-    settings = training.FitSettings.from_config(tc, steps_per_epoch, float(section.optimizer.lr))
-    state, history = training.fit(
+    state, history = training.fit_network(
+        section,
         name=f"detector {name}",
         workdir=workdir,
         model=model,
-        tx=tx,
-        schedule=schedule,
         loss_fn=loss_fn,
-        state=state,
+        input_shape=window_input(source[0], presets)[None].shape,
+        steps_per_epoch=steps_per_epoch,
         batch_fn=batch_fn,
-        settings=settings,
     )
     options = hmm.options_from_mapping(section.hmm, num_classes=num_classes)
     counts = hmm.count_statistics(

@@ -28,7 +28,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
@@ -218,6 +217,61 @@ class AuthorsModel:
         return out
 
 
+def _fit_network(section, rows, workdir, network, loss_fn, window_input: str, steps_: int):
+    """Fits the emission network on a seeded train/validation split of the training rows.
+
+    Returns ``(state, history, (train rows, validation rows))``.
+    """
+    tc = section.train
+    seed = int(tc.seed)
+    order = np.random.default_rng([seed, 1]).permutation(len(rows.targets))
+    num_val = round(float(tc.val_fraction) * len(order))
+    val, train = order[:num_val], order[num_val:]
+    if train.size == 0:
+        raise OnlineError("authors.train.val_fraction leaves no training rows.")
+    batch_size = int(tc.batch_size)
+    steps_per_epoch = max(train.size // batch_size, 1)
+
+    def batch_fn(step: int) -> dict[str, np.ndarray]:
+        picks = train[
+            training.epoch_batch_indices(train.size, batch_size, seed, step, steps_per_epoch)
+        ]
+        return {
+            "x": model_input(rows.table, rows.examples[picks], window_input, steps_),
+            "label": rows.targets[picks],
+            "mask": np.ones(batch_size, bool),
+        }
+
+    eval_fn = xla.jit(functools.partial(steps.eval_step, model=network), inference=True)
+
+    def val_batches():
+        for begin in range(0, val.size, batch_size):
+            picks = val[begin : begin + batch_size]
+            x = model_input(rows.table, rows.examples[picks], window_input, steps_)
+            padded = np.zeros((batch_size, *x.shape[1:]), np.float32)
+            padded[: len(x)] = x
+            labels = np.zeros(batch_size, np.int32)
+            labels[: len(x)] = rows.targets[picks]
+            yield {"x": padded, "label": labels, "mask": np.arange(batch_size) < len(x)}
+
+    state, history = training.fit_network(
+        section,
+        name=f"authors {section.network}",
+        workdir=workdir,
+        model=network,
+        loss_fn=loss_fn,
+        input_shape=model_input(rows.table, rows.examples[:1], window_input, steps_).shape,
+        steps_per_epoch=steps_per_epoch,
+        batch_fn=batch_fn,
+        validate=(
+            (lambda s: training.evaluate_rows(eval_fn, s, val_batches(), loss_fn))
+            if val.size
+            else None
+        ),
+    )
+    return state, history, (int(train.size), int(val.size))
+
+
 def train_authors(
     config: ml_collections.ConfigDict,
     recordings: Sequence[Recording],
@@ -265,65 +319,16 @@ def train_authors(
     network = make_network(section, options.num_states)
     output = emission.output_of(section.network)
     loss_fn = emission.keras_categorical_crossentropy(output)
-    order = np.random.default_rng([seed, 1]).permutation(len(rows.targets))
-    num_val = round(float(tc.val_fraction) * len(order))
-    val, train = order[:num_val], order[num_val:]
-    if train.size == 0:
-        raise OnlineError("authors.train.val_fraction leaves no training rows.")
-    batch_size = int(tc.batch_size)
-    steps_per_epoch = max(train.size // batch_size, 1)
-    tx, schedule = training.make_optimizer(section, steps_per_epoch, int(tc.epochs))
-    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
-    sample = model_input(rows.table, rows.examples[:1], window_input, steps_)
-    variables = state_lib.init_variables(network, init_rng, sample.shape)
-    state = state_lib.create_train_state(variables, tx, state_rng)
-
-    def batch_fn(step: int) -> dict[str, np.ndarray]:
-        picks = train[
-            training.epoch_batch_indices(train.size, batch_size, seed, step, steps_per_epoch)
-        ]
-        return {
-            "x": model_input(rows.table, rows.examples[picks], window_input, steps_),
-            "label": rows.targets[picks],
-            "mask": np.ones(batch_size, bool),
-        }
-
-    eval_fn = xla.jit(functools.partial(steps.eval_step, model=network), inference=True)
-
-    def val_batches():
-        for begin in range(0, val.size, batch_size):
-            picks = val[begin : begin + batch_size]
-            x = model_input(rows.table, rows.examples[picks], window_input, steps_)
-            padded = np.zeros((batch_size, *x.shape[1:]), np.float32)
-            padded[: len(x)] = x
-            labels = np.zeros(batch_size, np.int32)
-            labels[: len(x)] = rows.targets[picks]
-            yield {"x": padded, "label": labels, "mask": np.arange(batch_size) < len(x)}
-
-    settings = training.FitSettings.from_config(tc, steps_per_epoch, float(section.optimizer.lr))
-    state, history = training.fit(
-        name=f"authors {section.network}",
-        workdir=workdir,
-        model=network,
-        tx=tx,
-        schedule=schedule,
-        loss_fn=loss_fn,
-        state=state,
-        batch_fn=batch_fn,
-        settings=settings,
-        validate=(
-            (lambda s: training.evaluate_rows(eval_fn, s, val_batches(), loss_fn))
-            if val.size
-            else None
-        ),
+    state, history, (train_rows, val_rows) = _fit_network(
+        section, rows, workdir, network, loss_fn, window_input, steps_
     )
     metrics.write_json(
         {
             "gesture_rows": rows.num_gesture_rows,
             "rest_rows": int(len(rows.targets) - rows.num_gesture_rows),
             "rest_pool": rows.rest_pool,
-            "train_rows": int(train.size),
-            "val_rows": int(val.size),
+            "train_rows": train_rows,
+            "val_rows": val_rows,
             "state_counts": state_counts.tolist(),
         },
         workdir / "training_rows.json",
@@ -333,13 +338,13 @@ def train_authors(
         network=network,
         output=output,
         state=state,
+        batch_size=int(section.decode_batch_size),
         standardizer=standardizer,
         counts=counts,
         log_state_prior=log_state_prior,
         window_input=window_input,
         steps=steps_,
         history=history,
-        batch_size=int(section.decode_batch_size),
     )
 
 

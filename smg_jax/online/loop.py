@@ -42,6 +42,7 @@ from smg_jax.online.metric import (
     format_per_recording_table,
     online_report,
 )
+from smg_jax.train import setup
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +86,6 @@ PUBLISHED = {
 }
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
 def _free_to_change(key: str) -> bool:
     # The runtime profile (``runtime.*``) changes how a run compiles, not what it computes.
     return key.startswith((*_DECODE_ONLY, "runtime.")) or any(key.endswith(r) for r in _RUNTIME)
@@ -101,22 +93,9 @@ def _free_to_change(key: str) -> bool:
 
 def check_resume(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Refuses a workdir trained with other training fields; records the current config."""
-    path = workdir / "config.json"
-    current = json.loads(config.to_json_best_effort())
-    if path.exists():
-        saved, now = _flatten(json.loads(path.read_text())), _flatten(current)
-        changed = sorted(
-            key
-            for key in set(saved) | set(now)
-            if not _free_to_change(key) and saved.get(key) != now.get(key)
-        )
-        if changed:
-            raise OnlineError(
-                f"{workdir} holds a run trained with another config (fields differing: "
-                f"{changed[:8]}). Resume it with the same training fields, or choose a new "
-                "--workdir."
-            )
-    metrics.write_json(current, path)
+    setup.check_resume_config(
+        workdir, config, may_change=_free_to_change, error=OnlineError, overwrite=True
+    )
 
 
 def check_config(config: ml_collections.ConfigDict) -> list[str]:

@@ -1,13 +1,15 @@
 """Training the online recognizers' networks with our optax training code.
 
-``fit`` runs ``smg_jax.train.steps.train_step`` over batches that are a pure
-function of the step (``batch_fn(step)``), so a resumed run replays exactly
-the same batches. It adds what the classification loop does not need but
-the authors' Keras recipe does: a validation split, early stopping and a
-learning rate halved on plateaus (Keras 2 semantics), with their state kept
-in the checkpoint. It checkpoints with ``smg_jax.train.checkpoint`` at every
-epoch end (and every ``checkpoint_every_steps``), logs to TensorBoard and
-shows a tqdm progress bar.
+``fit`` runs ``smg_jax.train.steps.train_step`` on the training engine
+(``smg_jax.train.engine``) over batches that are a pure function of the step
+(``batch_fn(step)``), so a resumed run replays exactly the same batches. Its
+engine hooks add what the classification loop does not need but the
+authors' Keras recipe does: a validation split at every epoch end
+(``EpochSummary``), early stopping (``EarlyStopping``) and a learning rate
+halved on plateaus (``ReduceLROnPlateau``), Keras 2 semantics, with their
+state kept in the checkpoint (``FitRecord``). It checkpoints at every epoch
+end (and every ``checkpoint_every_steps``) and on SIGTERM, logs to
+TensorBoard and shows a tqdm progress bar.
 
 Layout under ``workdir``: ``checkpoints/<step>/{state,meta}``,
 ``tensorboard/``, ``history.json``.
@@ -15,13 +17,14 @@ Layout under ``workdir``: ``checkpoints/<step>/{state,meta}``,
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import pathlib
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,8 +37,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.online.errors import OnlineError
-from smg_jax.runtime import xla
-from smg_jax.train import checkpoint, optim, runtime, steps
+from smg_jax.train import checkpoint, engine, optim, parallel, runtime
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,24 @@ class FitSettings:
     plateau_factor: float = 0.5
     plateau_min_lr: float = 0.0
 
+    def total_steps(self) -> int:
+        """``epochs`` of ``steps_per_epoch``, or ``max_steps`` if fewer."""
+        total = self.epochs * self.steps_per_epoch
+        return total if self.max_steps is None else min(total, self.max_steps)
+
+    def cadence(self) -> engine.Cadence:
+        """Logging every ``log_every_steps``; checkpoints at epoch ends and every
+        ``checkpoint_every_steps``; evaluation is the epoch-end hooks' (none by the engine)."""
+        return engine.Cadence(
+            total_steps=self.total_steps(),
+            steps_per_epoch=self.steps_per_epoch,
+            batch_size=1,
+            log_every=max(self.log_every_steps, 1),
+            eval_every=0,
+            checkpoint_every=self.checkpoint_every_steps,
+            checkpoint_epochs=True,
+        )
+
     @classmethod
     def from_config(cls, train: ml_collections.ConfigDict, steps_per_epoch: int, base_lr: float):
         return cls(
@@ -185,6 +205,19 @@ def epoch_batch_indices(
     return order[picks]
 
 
+@dataclasses.dataclass
+class FitRecord(engine.RunRecord):
+    """The engine's record plus the Keras callbacks' state: ``fit``'s checkpoint metadata.
+
+    ``epoch_sums`` is ``[loss sum, accuracy sum, steps]`` of the current epoch.
+    """
+
+    epoch_sums: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0])
+    early_stopping: dict[str, Any] = dataclasses.field(default_factory=dict)
+    plateau: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stopped_early: bool = False
+
+
 def fit(
     *,
     name: str,
@@ -198,11 +231,10 @@ def fit(
     settings: FitSettings,
     validate: Callable[[state_lib.TrainState], dict[str, float]] | None = None,
 ) -> tuple[state_lib.TrainState, list[dict[str, Any]]]:
-    """Trains ``state``, or resumes it from ``workdir/checkpoints``; returns it and the history.
+    """Trains ``state`` on the engine, or resumes it from ``workdir/checkpoints``.
 
-    A run is done when it reached ``epochs`` (or ``max_steps``) or stopped
-    early; calling ``fit`` again then only restores the final state (a larger
-    ``max_steps`` continues it).
+    A run is done when it reached ``epochs`` (or ``max_steps``) or stopped early; calling
+    ``fit`` again then only restores the final state (a larger ``max_steps`` continues it).
 
     Args:
       name: shown on the progress bar and in logs.
@@ -220,131 +252,194 @@ def fit(
     workdir.mkdir(parents=True, exist_ok=True)
     if (settings.early_stopping_patience or settings.plateau_patience) and validate is None:
         raise OnlineError(f"{name}: early stopping and the plateau rule need a validation split.")
-    saver = checkpoint.Checkpointer(
-        workdir / "checkpoints", max_to_keep=max(int(settings.keep_checkpoints), 1)
+    member = engine.Member(
+        label=f"{name}: ",
+        latest=checkpoint.Checkpointer(
+            workdir / "checkpoints", max_to_keep=max(int(settings.keep_checkpoints), 1)
+        ),
+        board=runtime.TensorBoard(workdir / "tensorboard", settings.tensorboard),
+        record=FitRecord(),
     )
-    meta: dict[str, Any] = {
-        "history": [],
-        "early_stopping": {},
-        "plateau": {},
-        "epoch_sums": [0.0, 0.0, 0],
-        "stopped_early": False,
-    }
-    restored = saver.restore(state)
+    restored = member.restore(state)
     if restored is not None:
-        state, meta = restored
-        log.info("%s: resumed from %s at step %d", name, saver.directory, int(state.step))
-
-    total_steps = settings.epochs * settings.steps_per_epoch
-    if settings.max_steps is not None:
-        total_steps = min(total_steps, settings.max_steps)
+        state = restored
+        log.info("%s: resumed from %s at step %d", name, member.latest.directory, int(state.step))
     step = int(state.step)
-    if meta["stopped_early"] or step >= total_steps:
-        saver.close()
-        return state, list(meta["history"])
-    train_step = xla.jit(
-        functools.partial(steps.train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule),
-        donate_argnums=(0,),
+    if member.record.stopped_early or step >= settings.total_steps():
+        member.latest.close()
+        return state, list(member.record.history)
+    train_step, _ = parallel.make_steps(
+        parallel.SINGLE_DEVICE, model, tx=tx, loss_fn=loss_fn, schedule=schedule, accum_steps=1
     )
-    board = runtime.TensorBoard(workdir / "tensorboard", settings.tensorboard)
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        desc=f"train {name}",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not settings.progress_bar,
-        file=sys.stderr,
+    positions = itertools.count(step)
+    trainer = engine.Engine(
+        train_step=train_step,
+        next_batch=lambda: batch_fn(next(positions)),
+        members=[member],
+        cadence=settings.cadence(),
+        evaluator=None,
+        checkpoint_state=lambda state, _: state,
+        train_scalars=("accuracy", "lr", "grad_norm", "steps_per_second"),
+        lr_scale=_lr_factor,
+        hooks=_callbacks(name, settings, validate),
+        description=f"train {name}",
+        progress_bar=settings.progress_bar,
     )
-    window = [0.0, 0.0, 0, time.perf_counter()]  # loss sum, accuracy sum, steps, start time
-    while step < total_steps and not meta["stopped_early"]:
-        state, out = train_step(state, batch_fn(step))
-        step += 1
-        loss, accuracy = float(out["loss"]), float(out["accuracy"])
-        if not bool(out["finite"]):
-            bar.close()
-            board.close()
-            raise FloatingPointError(
-                f"{name}: non-finite loss or gradient at step {step} (loss {loss}); lower the "
-                "learning rate or check the features."
-            )
-        sums = meta["epoch_sums"]
-        meta["epoch_sums"] = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
-        window = [window[0] + loss, window[1] + accuracy, window[2] + 1, window[3]]
-        bar.update(1)
-        if step % max(settings.log_every_steps, 1) == 0 or step == total_steps:
-            lr = float(out["lr"]) * _lr_factor(state)
-            elapsed = max(time.perf_counter() - window[3], 1e-9)
-            scalars = {
-                "train/loss": window[0] / window[2],
-                "train/accuracy": window[1] / window[2],
-                "train/lr": lr,
-                "train/grad_norm": float(out["grad_norm"]),
-                "train/steps_per_second": window[2] / elapsed,
-            }
-            board.scalars(step, scalars)
-            bar.set_postfix(
-                epoch=f"{step / settings.steps_per_epoch:.1f}",
-                loss=f"{scalars['train/loss']:.3f}",
-                acc=f"{scalars['train/accuracy']:.3f}",
-                lr=f"{lr:.2g}",
-            )
-            window = [0.0, 0.0, 0, time.perf_counter()]
-        epoch_end = step % settings.steps_per_epoch == 0
-        if epoch_end:
-            state, meta["stopped_early"] = _end_epoch(
-                name, state, step, out, meta, settings, validate, board
-            )
-        every = settings.checkpoint_every_steps
-        if epoch_end or step == total_steps or (every and step % every == 0):
-            saver.save(step, state, meta)
-    bar.close()
-    board.close()
-    saver.close()
-    metrics.write_json({"history": meta["history"]}, workdir / "history.json")
-    return state, list(meta["history"])
+    state, _ = trainer.run(state, step)
+    trainer.close()
+    member.latest.close()
+    metrics.write_json({"history": member.record.history}, workdir / "history.json")
+    return state, list(member.record.history)
 
 
-def _end_epoch(name, state, step, out, meta, settings: FitSettings, validate, board):
-    """Validation, history row, Keras callbacks; returns ``(state, stop)``."""
-    sums = meta["epoch_sums"]
-    count = max(sums[2], 1)
-    lr = float(out["lr"]) * _lr_factor(state)
-    row: dict[str, Any] = {
-        "epoch": step // settings.steps_per_epoch,
-        "step": step,
-        "train_loss": sums[0] / count,
-        "train_accuracy": sums[1] / count,
-        "lr": lr,
-    }
-    meta["epoch_sums"] = [0.0, 0.0, 0]
-    stop = False
-    if validate is not None:
-        scores = validate(state)
-        row["val_loss"], row["val_accuracy"] = float(scores["loss"]), float(scores["accuracy"])
-        board.scalars(step, {"val/loss": row["val_loss"], "val/accuracy": row["val_accuracy"]})
-        if settings.early_stopping_patience:
-            meta["early_stopping"], stop = early_stopping_update(
-                meta["early_stopping"], row["val_accuracy"], settings.early_stopping_patience
-            )
-        if settings.plateau_patience:
-            meta["plateau"], new_lr = plateau_update(
-                meta["plateau"],
-                row["val_loss"],
-                lr,
+def _callbacks(name: str, settings: FitSettings, validate) -> list[engine.Hook]:
+    """The epoch summary (validation, history row), then the Keras rules the settings enable."""
+    hooks: list[engine.Hook] = [EpochSummary(name, settings.steps_per_epoch, validate)]
+    if validate is not None and settings.early_stopping_patience:
+        patience = settings.early_stopping_patience
+        hooks.append(EarlyStopping(name, settings.steps_per_epoch, patience=patience))
+    if validate is not None and settings.plateau_patience:
+        hooks.append(
+            ReduceLROnPlateau(
+                name,
+                settings.steps_per_epoch,
                 factor=settings.plateau_factor,
                 patience=settings.plateau_patience,
                 min_lr=settings.plateau_min_lr,
             )
-            if new_lr != lr and lr > 0:
-                state = _set_lr_factor(state, _lr_factor(state) * new_lr / lr)
-                tqdm.write(f"{name}: learning rate {lr:.3g} -> {new_lr:.3g}", file=sys.stderr)
-    meta["history"].append(row)
-    text = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
-    tqdm.write(f"{name} epoch {row['epoch']}: {text}", file=sys.stderr)
-    if stop:
-        tqdm.write(f"{name}: early stopping after epoch {row['epoch']}", file=sys.stderr)
-    return state, stop
+        )
+    return hooks
+
+
+@dataclasses.dataclass
+class EpochSummary:
+    """Engine hook: sums each step's loss and accuracy; at an epoch end validates and appends
+    the epoch's history row (``epoch``, ``step``, ``train_loss``, ``train_accuracy``, ``lr``,
+    ``val_loss``, ``val_accuracy``)."""
+
+    name: str
+    steps_per_epoch: int
+    validate: Callable[[state_lib.TrainState], dict[str, float]] | None
+
+    def __call__(self, trainer: engine.Engine, state, step: int, out) -> state_lib.TrainState:
+        (member,) = trainer.members
+        record = member.record
+        sums = record.epoch_sums
+        loss, accuracy = float(out["loss"]), float(out["accuracy"])
+        record.epoch_sums = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
+        if step % self.steps_per_epoch:
+            return state
+        count = max(record.epoch_sums[2], 1)
+        row: dict[str, Any] = {
+            "epoch": step // self.steps_per_epoch,
+            "step": step,
+            "train_loss": record.epoch_sums[0] / count,
+            "train_accuracy": record.epoch_sums[1] / count,
+            "lr": float(out["lr"]) * _lr_factor(state),
+        }
+        record.epoch_sums = [0.0, 0.0, 0]
+        if self.validate is not None:
+            scores = self.validate(state)
+            row["val_loss"], row["val_accuracy"] = float(scores["loss"]), float(scores["accuracy"])
+            scalars = {"val/loss": row["val_loss"], "val/accuracy": row["val_accuracy"]}
+            member.board.scalars(step, scalars)
+        record.history.append(row)
+        text = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
+        tqdm.write(f"{self.name} epoch {row['epoch']}: {text}", file=sys.stderr)
+        return state
+
+
+@dataclasses.dataclass
+class _EpochRule(abc.ABC):
+    """An engine hook that acts on the newest history row at epoch ends (after ``EpochSummary``)."""
+
+    name: str
+    steps_per_epoch: int
+
+    def __call__(self, trainer: engine.Engine, state, step: int, out) -> state_lib.TrainState:
+        if step % self.steps_per_epoch:
+            return state
+        record = trainer.members[0].record
+        return self.after_epoch(trainer, state, record, record.history[-1])
+
+    @abc.abstractmethod
+    def after_epoch(self, trainer, state, record: FitRecord, row: dict[str, Any]):
+        """Applies the rule to the epoch's ``row``; returns the state to train on."""
+
+
+@dataclasses.dataclass
+class EarlyStopping(_EpochRule):
+    """Engine hook: Keras ``EarlyStopping(mode="max")`` on ``val_accuracy`` at epoch ends."""
+
+    patience: int = 0
+
+    def after_epoch(self, trainer, state, record: FitRecord, row: dict[str, Any]):
+        record.early_stopping, stop = early_stopping_update(
+            record.early_stopping, row["val_accuracy"], self.patience
+        )
+        if stop:
+            record.stopped_early = True
+            trainer.stop()
+            tqdm.write(f"{self.name}: early stopping after epoch {row['epoch']}", file=sys.stderr)
+        return state
+
+
+@dataclasses.dataclass
+class ReduceLROnPlateau(_EpochRule):
+    """Engine hook: Keras ``ReduceLROnPlateau(mode="min")`` on ``val_loss`` at epoch ends; it
+    scales the optimizer's injected learning-rate factor (checkpointed with the state)."""
+
+    factor: float = 0.5
+    patience: int = 0
+    min_lr: float = 0.0
+
+    def after_epoch(self, trainer, state, record: FitRecord, row: dict[str, Any]):
+        lr = row["lr"]
+        record.plateau, new_lr = plateau_update(
+            record.plateau,
+            row["val_loss"],
+            lr,
+            factor=self.factor,
+            patience=self.patience,
+            min_lr=self.min_lr,
+        )
+        if new_lr != lr and lr > 0:
+            state = _set_lr_factor(state, _lr_factor(state) * new_lr / lr)
+            tqdm.write(f"{self.name}: learning rate {lr:.3g} -> {new_lr:.3g}", file=sys.stderr)
+        return state
+
+
+def fit_network(
+    section: ml_collections.ConfigDict,
+    *,
+    name: str,
+    workdir: pathlib.Path,
+    model: Any,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    input_shape: tuple[int, ...],
+    steps_per_epoch: int,
+    batch_fn: Callable[[int], Batch],
+    validate: Callable[[state_lib.TrainState], dict[str, float]] | None = None,
+) -> tuple[state_lib.TrainState, list[dict[str, Any]]]:
+    """``fit`` of a network section: its optimizer, a state seeded ``train.seed``, its settings.
+
+    ``PRNGKey(train.seed)`` splits into the init key and the dropout key;
+    ``input_shape`` is the model input's, batch axis first.
+    """
+    tc = section.train
+    tx, schedule = make_optimizer(section, steps_per_epoch, int(tc.epochs))
+    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(int(tc.seed)))
+    variables = state_lib.init_variables(model, init_rng, input_shape)
+    state = state_lib.create_train_state(variables, tx, state_rng)
+    bound = functools.partial(fit, model=model, tx=tx, schedule=schedule, loss_fn=loss_fn)
+    return bound(
+        name=name,
+        workdir=workdir,
+        state=state,
+        settings=FitSettings.from_config(tc, steps_per_epoch, float(section.optimizer.lr)),
+        batch_fn=batch_fn,
+        validate=validate,
+    )
 
 
 def evaluate_rows(

@@ -30,7 +30,7 @@ from smg_jax.sweep.fields import (
     parse_sweep,
     resolve_field,
 )
-from smg_jax.train import loop, multiseed
+from smg_jax.train import loop, multiseed, setup
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def check_workdirs(plan: Plan) -> None:
     for variant in plan.variants:
         for seed in plan.seeds:
             run_dir = plan.run_dir(variant, seed)
-            changed = loop.config_changes(run_dir, plan.run_config(variant, seed))
+            changed = setup.config_changes(run_dir, plan.run_config(variant, seed))
             if changed:
                 conflicts.append(f"{run_dir} ({', '.join(changed[:4])})")
     if conflicts:

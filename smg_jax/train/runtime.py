@@ -1,8 +1,8 @@
 """What every training loop here needs around its steps: TensorBoard scalars and a SIGTERM flag.
 
-Shared by the classification loop (``loop``), the emotion trainer
-(``smg_jax.emotion.end_to_end``) and the online recognizer's trainer
-(``smg_jax.online.training``).
+Used by the training engine (``engine``, which the classification loop,
+the vmapped seeds and the emotion trainer configure) and by the online
+recognizer's trainer (``smg_jax.online.training``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ and ``jax.jit`` the result once; the steps close over nothing mutable."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -53,65 +54,14 @@ def train_step(
     Returns:
       ``(new_state, metrics)`` with ``loss``, ``accuracy``, ``grad_norm``,
       ``param_norm``, ``lr`` and ``finite`` (False if loss or gradients hold
-      NaN/inf; the loop stops the run then).
+      NaN/inf; the engine stops the run then).
     """
-    batch_size = batch["label"].shape[0]
-    if batch_size % accum_steps:
-        raise ValueError(f"batch size {batch_size} is not divisible by accum_steps {accum_steps}.")
-    micro = jax.tree_util.tree_map(
-        lambda a: a.reshape((accum_steps, batch_size // accum_steps, *a.shape[1:])), batch
+    micro = _micro_batches(batch, accum_steps)
+    step_rng = _step_key(state, axis_name)
+    grad_fn = jax.value_and_grad(functools.partial(_micro_loss, model, loss_fn), has_aux=True)
+    grads, loss, correct, count, batch_stats = _accumulate(
+        grad_fn, state, micro, step_rng, accum_steps
     )
-    step_rng = jax.random.fold_in(jnp.asarray(state.rng, jnp.uint32), state.step)
-    if axis_name is not None:
-        # One key per device: the same key everywhere would repeat one dropout pattern
-        # in every device's part of the batch.
-        step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
-
-    def micro_loss(params, batch_stats, micro_batch, rng):
-        variables = {"params": params}
-        if batch_stats:
-            variables["batch_stats"] = batch_stats
-        logits, updates = model.apply(
-            variables,
-            micro_batch["x"],
-            train=True,
-            mutable=["batch_stats"],
-            rngs={"dropout": rng},
-        )
-        losses = loss_fn(logits, micro_batch["label"])
-        loss = _masked_mean(losses, micro_batch["mask"])
-        return loss, (logits, updates.get("batch_stats", batch_stats))
-
-    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
-
-    def accumulate(carry, inputs):
-        grads_sum, loss_sum, correct, count, batch_stats = carry
-        index, micro_batch = inputs
-        (loss, (logits, batch_stats)), grads = grad_fn(
-            state.params, batch_stats, micro_batch, jax.random.fold_in(step_rng, index)
-        )
-        mask = micro_batch["mask"].astype(jnp.float32)
-        hits = (jnp.argmax(logits, -1) == micro_batch["label"]).astype(jnp.float32)
-        grads_sum = jax.tree_util.tree_map(jnp.add, grads_sum, grads)
-        return (
-            grads_sum,
-            loss_sum + loss,
-            correct + jnp.sum(hits * mask),
-            count + jnp.sum(mask),
-            batch_stats,
-        ), None
-
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-    carry = (zeros, 0.0, 0.0, 0.0, state.batch_stats)
-    # A Python loop (unrolled: accum_steps is small), not lax.scan: XLA's CPU
-    # backend ran the graph convolutions' backward pass about 18x slower inside
-    # a scan body than at the top level (25 s vs 1.4 s per step, small ST-GCN).
-    for index in range(accum_steps):
-        micro_batch = jax.tree_util.tree_map(lambda a, i=index: a[i], micro)
-        carry, _ = accumulate(carry, (index, micro_batch))
-    grads, loss_sum, correct, count, batch_stats = carry
-    grads = jax.tree_util.tree_map(lambda g: g / accum_steps, grads)
-    loss = loss_sum / accum_steps
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
         loss = jax.lax.pmean(loss, axis_name)
@@ -132,6 +82,69 @@ def train_step(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
     )
     return new_state, metrics
+
+
+def _micro_batches(batch: Batch, accum_steps: int) -> Batch:
+    """``batch`` as ``accum_steps`` equal micro-batches along a new leading axis."""
+    batch_size = batch["label"].shape[0]
+    if batch_size % accum_steps:
+        raise ValueError(f"batch size {batch_size} is not divisible by accum_steps {accum_steps}.")
+    return jax.tree_util.tree_map(
+        lambda a: a.reshape((accum_steps, batch_size // accum_steps, *a.shape[1:])), batch
+    )
+
+
+def _step_key(state: TrainState, axis_name: str | None) -> jax.Array:
+    """The step's dropout key: a function of the run's key and the step (and the device)."""
+    step_rng = jax.random.fold_in(jnp.asarray(state.rng, jnp.uint32), state.step)
+    if axis_name is not None:
+        # One key per device: the same key everywhere would repeat one dropout pattern
+        # in every device's part of the batch.
+        step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
+    return step_rng
+
+
+def _micro_loss(model: nn.Module, loss_fn: LossFn, params, batch_stats, micro_batch, rng):
+    """Masked mean loss of one micro-batch, with its logits and updated BatchNorm statistics."""
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    logits, updates = model.apply(
+        variables,
+        micro_batch["x"],
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": rng},
+    )
+    losses = loss_fn(logits, micro_batch["label"])
+    loss = _masked_mean(losses, micro_batch["mask"])
+    return loss, (logits, updates.get("batch_stats", batch_stats))
+
+
+def _accumulate(grad_fn, state: TrainState, micro: Batch, step_rng: jax.Array, accum_steps: int):
+    """Forward/backward over the micro-batches in turn: mean gradient and loss, hits, count.
+
+    BatchNorm statistics are updated after each micro-batch, as PyTorch does.
+    Returns ``(grads, loss, correct, count, batch_stats)``.
+    """
+    grads_sum = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+    loss_sum, correct, count, batch_stats = 0.0, 0.0, 0.0, state.batch_stats
+    # A Python loop (unrolled: accum_steps is small), not lax.scan: XLA's CPU
+    # backend ran the graph convolutions' backward pass much slower inside a
+    # scan body than at the top level.
+    for index in range(accum_steps):
+        micro_batch = jax.tree_util.tree_map(lambda a, i=index: a[i], micro)
+        (loss, (logits, batch_stats)), grads = grad_fn(
+            state.params, batch_stats, micro_batch, jax.random.fold_in(step_rng, index)
+        )
+        mask = micro_batch["mask"].astype(jnp.float32)
+        hits = (jnp.argmax(logits, -1) == micro_batch["label"]).astype(jnp.float32)
+        grads_sum = jax.tree_util.tree_map(jnp.add, grads_sum, grads)
+        loss_sum = loss_sum + loss
+        correct = correct + jnp.sum(hits * mask)
+        count = count + jnp.sum(mask)
+    grads = jax.tree_util.tree_map(lambda g: g / accum_steps, grads_sum)
+    return grads, loss_sum / accum_steps, correct, count, batch_stats
 
 
 def eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> jax.Array:
