@@ -20,7 +20,7 @@ shiftgcn   kchengiva/Shift-GCN              ``model.shift_gcn.Model``
 msg3d      kenziyuliu/MS-G3D                ``model.msg3d.Model``
 =========  ===============================  ==========================
 
-The constructor arguments are those of ``shared/golden`` (NTU 25-joint graph,
+The constructor arguments are those of the parity goldens (``tests/golden``: NTU 25-joint graph,
 one body), with ST-GCN's dropout at 0.5 as in ours; ``--kwarg name=value``
 changes any of them. One training step is SGD with Nesterov momentum and
 weight decay on cross-entropy, as in ``experiments.benchmark``; inference is ``eval()``

@@ -3,9 +3,8 @@
 ``model.init`` draws every kernel from its own key: CTR-GCN's init makes
 177 ``fold_in`` and 177 ``random_bits`` calls and returns 576 leaves, and XLA
 compiles a kernel for each draw, for each draw's transform (uniform, erf_inv,
-scale) and for each output. XLA:CPU needs 5-70 ms per kernel, so CTR-GCN's
-init compiled in 12 s on 2 cores, longer than its training step; on an H100
-it took 60-77 s (GCN-NAS 35 s, MS-G3D 38 s; docs/performance.md).
+scale) and for each output, so compiling ``init`` took longer than compiling
+the training step (figures in docs/performance.md).
 
 :func:`call_with_merged_draws` traces the function, inlines its pure calls,
 drops dead equations (the forward pass that ``init`` runs), and compiles

@@ -56,8 +56,8 @@ def _fusions(*kinds: str) -> dict[str, str]:
 
 
 # No YNNPACK convolutions: it takes none of our 1-D temporal convolutions,
-# and the 2-D weight gradients of ``blocks.conv_frames`` run twice as fast in
-# Eigen.
+# and Eigen runs the 2-D weight gradients of ``ops.temporal_conv.conv_frames``
+# faster (docs/performance.md).
 CPU_OPTIONS = _fusions("DOT", "ELTWISE", "REDUCE")
 CPU_OPTIONS_WITHOUT_ELEMENTWISE = _fusions("DOT", "REDUCE")
 
