@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import assert_logits_close, load_golden, torch_to_ours
+from conftest import assert_logits_close, load_golden, load_shared_golden, torch_to_ours
 
 from smg_jax import models
 from smg_jax.models import blocks, convert
@@ -54,12 +54,21 @@ def param_shapes(module):
     return jax.eval_shape(lambda x: module.init(KEY, x), x)["params"]
 
 
-def check_golden_parity(name: str) -> None:
-    inputs, logits, state_dict, meta = load_golden(name)
-    module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
+@functools.cache
+def golden_forwards(module) -> tuple:
+    """``apply`` in eval mode compiled with XLA's defaults, and with the CPU library fusions
+    the training loop compiles evaluation with; cached per model, so both golden sets of a
+    model share one compilation."""
     forward = functools.partial(module.apply, train=False)
-    # XLA's defaults, and the CPU library fusions the training loop compiles evaluation with.
-    for compiled in (jax.jit(forward), jit.jit(forward, inference=True, model=module)):
+    return jax.jit(forward), jit.jit(forward, inference=True, model=module)
+
+
+def check_golden_parity(name: str, shared: bool = False) -> None:
+    """Given the golden weights through ``from_torch``, the model reproduces the authors'
+    logits: the repository's rebuilt weights, or with ``shared`` the authors' own archive."""
+    inputs, logits, state_dict, meta = (load_shared_golden if shared else load_golden)(name)
+    module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
+    for compiled in golden_forwards(module):
         ours = compiled(variables, torch_to_ours(inputs))
         assert ours.shape == logits.shape and ours.dtype == jnp.float32
         assert_logits_close(np.asarray(ours), logits)
