@@ -63,16 +63,38 @@ def golden_forwards(module) -> tuple:
     return jax.jit(forward), jit.jit(forward, inference=True, model=module)
 
 
+def swap_two_kernels(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``state_dict`` with its first two same-shaped kernels (rank >= 2) exchanged."""
+    seen: dict[tuple, str] = {}
+    for key, value in state_dict.items():
+        if value.ndim >= 2 and key.endswith("weight"):
+            if value.shape in seen:
+                other = seen[value.shape]
+                return {**state_dict, key: state_dict[other], other: value}
+            seen[value.shape] = key
+    raise AssertionError("no two kernels of the state_dict share a shape")
+
+
 def check_golden_parity(name: str, shared: bool = False) -> None:
     """Given the golden weights through ``from_torch``, the model reproduces the authors'
-    logits: the repository's rebuilt weights, or with ``shared`` the authors' own archive."""
+    logits: the repository's rebuilt weights, or with ``shared`` the authors' own archive.
+
+    With the rebuilt weights it also checks that the comparison can fail: two
+    kernels trading places move the logits past the tolerance.
+    """
     inputs, logits, state_dict, meta = (load_shared_golden if shared else load_golden)(name)
     module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
+    x = torch_to_ours(inputs)
     for compiled in golden_forwards(module):
-        ours = compiled(variables, torch_to_ours(inputs))
+        ours = compiled(variables, x)
         assert ours.shape == logits.shape and ours.dtype == jnp.float32
         assert_logits_close(np.asarray(ours), logits)
     assert count(variables["params"]) == meta["trainable_params"]
+    if not shared:
+        swapped = swap_two_kernels(state_dict)
+        _, wrong = models.from_torch(name, swapped, num_classes=logits.shape[1])
+        error = float(np.abs(np.asarray(golden_forwards(module)[0](wrong, x)) - logits).max())
+        assert error > 1e-4 * max(1.0, float(np.abs(logits).max())), error
 
 
 def check_parameter_count(name: str, expected: int) -> None:
