@@ -38,6 +38,7 @@ import contextlib
 import importlib
 import json
 import pathlib
+import subprocess
 import sys
 import types
 import warnings
@@ -130,7 +131,7 @@ def authors_code(checkout: pathlib.Path) -> Iterator[None]:
     """Imports from ``checkout`` as if it were the working directory, on a CPU-only PyTorch.
 
     The repositories share top-level package names (``model``, ``graph``), so
-    every module imported from the checkout is dropped again on exit. Shims,
+    the modules imported from the checkout are dropped again on exit. Shims,
     undone on exit: ``device='cuda'`` in ``torch.zeros`` / ``torch.ones`` is
     ignored, ``Tensor.cuda`` returns the tensor itself, ``np.int`` (removed
     from NumPy) is ``int``, and ``cuda.shift`` is the PyTorch shift of
@@ -161,7 +162,9 @@ def authors_code(checkout: pathlib.Path) -> Iterator[None]:
             del np.int
         sys.path[:] = saved_path
         for name in set(sys.modules) - saved_modules:
-            del sys.modules[name]
+            origin = str(getattr(sys.modules[name], "__file__", None) or "")
+            if name in ("cuda", "cuda.shift") or origin.startswith(str(checkout)):
+                del sys.modules[name]
 
 
 def checkout_of(name: str, authors_dir: pathlib.Path) -> pathlib.Path:
@@ -173,6 +176,12 @@ def checkout_of(name: str, authors_dir: pathlib.Path) -> pathlib.Path:
             f"{name}: no checkout at {checkout}; clone https://github.com/{spec['repository']} "
             f"there at commit {spec['commit']}."
         )
+    if (checkout / ".git").exists():
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        if head != spec["commit"]:
+            print(f"{name}: warning: {checkout} is at {head}, not {spec['commit']}", flush=True)
     return checkout
 
 
