@@ -55,7 +55,7 @@ def param_shapes(module):
 
 
 @functools.cache
-def golden_forwards(module) -> tuple:
+def golden_forwards(name: str, module) -> tuple:
     """``apply`` in eval mode compiled with XLA's defaults, and with the CPU library fusions
     the training loop compiles evaluation with; cached per model, so both golden sets of a
     model share one compilation."""
@@ -85,7 +85,7 @@ def check_golden_parity(name: str, shared: bool = False) -> None:
     inputs, logits, state_dict, meta = (load_shared_golden if shared else load_golden)(name)
     module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
     x = torch_to_ours(inputs)
-    for compiled in golden_forwards(module):
+    for compiled in golden_forwards(name, module):
         ours = compiled(variables, x)
         assert ours.shape == logits.shape and ours.dtype == jnp.float32
         assert_logits_close(np.asarray(ours), logits)
@@ -93,7 +93,7 @@ def check_golden_parity(name: str, shared: bool = False) -> None:
     if not shared:
         swapped = swap_two_kernels(state_dict)
         _, wrong = models.from_torch(name, swapped, num_classes=logits.shape[1])
-        error = float(np.abs(np.asarray(golden_forwards(module)[0](wrong, x)) - logits).max())
+        error = float(np.abs(np.asarray(golden_forwards(name, module)[0](wrong, x)) - logits).max())
         assert error > 1e-4 * max(1.0, float(np.abs(logits).max())), error
 
 
