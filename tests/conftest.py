@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to ../shared and the golden archives."""
+"""Shared test fixtures: the golden files in tests/golden, and the archives in ../shared."""
 
 from __future__ import annotations
 
@@ -6,32 +6,53 @@ import json
 import os
 import pathlib
 
+import golden_weights
 import numpy as np
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DIR = pathlib.Path(os.environ.get("SMG_SHARED_DIR", REPO_ROOT.parent / "shared"))
-GOLDEN_DIR = SHARED_DIR / "golden"
+# The repository's golden files (tools/make_goldens.py writes them) and the
+# authors' perturbed weights kept outside the repository.
+GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
+SHARED_GOLDEN_DIR = SHARED_DIR / "golden"
 
 # SMG_SLOW=full runs the slow checks in full; CI runs their reduced form.
 SLOW_FULL = os.environ.get("SMG_SLOW", "") == "full"
 
 
 def load_golden(name: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict]:
-    """Returns ``(input (N, C, T, V, M), logits, state_dict, meta)`` of ``golden/<name>``.
+    """Returns ``(input (N, C, T, V, M), logits, state_dict, meta)`` of ``tests/golden/<name>``.
 
-    Skips the calling test with a clear reason when ``../shared/golden`` is absent.
+    The state_dict is rebuilt from the file's seed and layout
+    (``golden_weights.rebuild_state_dict``); the logits are what the authors'
+    model computed with those weights.
     """
-    archive = GOLDEN_DIR / f"{name}.npz"
+    meta = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+    with np.load(GOLDEN_DIR / f"{name}.npz") as data:
+        stored = {key: data[key] for key in data.files if key.startswith("constants/")}
+        inputs, logits = data["input"], data["logits"]
+    constants = {key.removeprefix("constants/"): value for key, value in stored.items()}
+    state_dict = golden_weights.rebuild_state_dict(meta["seed"], meta["state_dict"], constants)
+    return inputs, logits, state_dict, meta
+
+
+def load_shared_golden(name: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict]:
+    """As ``load_golden``, from ``../shared/golden/<name>``: the authors' own perturbed weights.
+
+    Skips the calling test with a clear reason when that archive is absent.
+    """
+    archive = SHARED_GOLDEN_DIR / f"{name}.npz"
     if not archive.exists():
         pytest.skip(
-            f"golden archive {archive} is absent: parity tests need the authors' outputs in "
-            "../shared/golden (set SMG_SHARED_DIR to point elsewhere)."
+            f"golden archive {archive} is absent: this check needs the authors' weights in "
+            "../shared/golden (set SMG_SHARED_DIR to point elsewhere); tests/golden covers "
+            "the same parity with rebuilt weights."
         )
     with np.load(archive) as data:
         state_dict = {k[len("params/") :]: data[k] for k in data.files if k.startswith("params/")}
         inputs, logits = data["input"], data["logits"]
-    meta = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+    meta = json.loads((SHARED_GOLDEN_DIR / f"{name}.json").read_text())
     return inputs, logits, state_dict, meta
 
 

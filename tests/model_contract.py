@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import assert_logits_close, load_golden, torch_to_ours
+from conftest import assert_logits_close, load_golden, load_shared_golden, torch_to_ours
 
 from smg_jax import models
 from smg_jax.models import convert, resolve_skeleton
+from smg_jax.runtime import onednn
 from smg_jax.runtime import xla as jit
 
 
@@ -54,16 +55,49 @@ def param_shapes(module):
     return jax.eval_shape(lambda x: module.init(KEY, x), x)["params"]
 
 
-def check_golden_parity(name: str) -> None:
-    inputs, logits, state_dict, meta = load_golden(name)
-    module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
+@functools.cache
+def golden_forwards(name: str, module) -> tuple:
+    """``apply`` in eval mode compiled with XLA's defaults, and with the CPU library fusions
+    the training loop compiles evaluation with; cached per model, so both golden sets of a
+    model share one compilation. The temporal convolutions run in oneDNN where it can be
+    loaded, as in every ``experiments`` program."""
+    onednn.load()
     forward = functools.partial(module.apply, train=False)
-    # XLA's defaults, and the CPU library fusions the training loop compiles evaluation with.
-    for compiled in (jax.jit(forward), jit.jit(forward, inference=True, model_name=name)):
-        ours = compiled(variables, torch_to_ours(inputs))
+    return jax.jit(forward), jit.jit(forward, inference=True, model_name=name)
+
+
+def swap_two_kernels(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``state_dict`` with its first two same-shaped kernels (rank >= 2) exchanged."""
+    seen: dict[tuple, str] = {}
+    for key, value in state_dict.items():
+        if value.ndim >= 2 and key.endswith("weight"):
+            if value.shape in seen:
+                other = seen[value.shape]
+                return {**state_dict, key: state_dict[other], other: value}
+            seen[value.shape] = key
+    raise AssertionError("no two kernels of the state_dict share a shape")
+
+
+def check_golden_parity(name: str, shared: bool = False) -> None:
+    """Given the golden weights through ``from_torch``, the model reproduces the authors'
+    logits: the repository's rebuilt weights, or with ``shared`` the authors' own archive.
+
+    With the rebuilt weights it also checks that the comparison can fail: two
+    kernels trading places move the logits past the tolerance.
+    """
+    inputs, logits, state_dict, meta = (load_shared_golden if shared else load_golden)(name)
+    module, variables = models.from_torch(name, state_dict, num_classes=logits.shape[1])
+    x = torch_to_ours(inputs)
+    for compiled in golden_forwards(name, module):
+        ours = compiled(variables, x)
         assert ours.shape == logits.shape and ours.dtype == jnp.float32
         assert_logits_close(np.asarray(ours), logits)
     assert count(variables["params"]) == meta["trainable_params"]
+    if not shared:
+        swapped = swap_two_kernels(state_dict)
+        _, wrong = models.from_torch(name, swapped, num_classes=logits.shape[1])
+        error = float(np.abs(np.asarray(golden_forwards(name, module)[0](wrong, x)) - logits).max())
+        assert error > 1e-4 * max(1.0, float(np.abs(logits).max())), error
 
 
 def check_parameter_count(name: str, expected: int) -> None:

@@ -28,6 +28,10 @@ def test_golden_parity():
     check_golden_parity("agcn")
 
 
+def test_golden_parity_with_the_authors_weights():
+    check_golden_parity("agcn", shared=True)
+
+
 def test_parameter_count_matches_the_original():
     # PA (B_k) is a trainable nn.Parameter upstream and counts; the fixed A is not a parameter.
     check_parameter_count("agcn", 3_458_309)

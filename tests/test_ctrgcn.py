@@ -29,6 +29,10 @@ def test_golden_parity():
     check_golden_parity("ctrgcn")
 
 
+def test_golden_parity_with_the_authors_weights():
+    check_golden_parity("ctrgcn", shared=True)
+
+
 def test_parameter_count_matches_the_original():
     check_parameter_count("ctrgcn", 1_435_471)
 

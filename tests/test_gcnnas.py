@@ -32,6 +32,10 @@ def test_golden_parity():
     check_golden_parity("gcnnas")
 
 
+def test_golden_parity_with_the_authors_weights():
+    check_golden_parity("gcnnas", shared=True)
+
+
 def test_parameter_count_matches_the_original():
     # Includes the spatiotemporal convolutions upstream builds but never calls.
     check_parameter_count("gcnnas", 6_556_133)

@@ -28,6 +28,10 @@ def test_golden_parity():
     check_golden_parity("msg3d")
 
 
+def test_golden_parity_with_the_authors_weights():
+    check_golden_parity("msg3d", shared=True)
+
+
 def test_parameter_count_matches_the_original():
     # 3,177,890 trainable (golden/README.md), the A_res offsets included.
     check_parameter_count("msg3d", 3_177_890)

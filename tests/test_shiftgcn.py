@@ -200,6 +200,10 @@ def test_golden_parity():
     check_golden_parity("shiftgcn")
 
 
+def test_golden_parity_with_the_authors_weights():
+    check_golden_parity("shiftgcn", shared=True)
+
+
 def test_index_arrays_in_the_archive_are_the_rebuilt_permutations():
     _, _, state_dict, _ = load_golden("shiftgcn")
     checked = 0

@@ -30,6 +30,10 @@ def test_golden_parity():
     check_golden_parity("stgcn")
 
 
+def test_golden_parity_with_the_authors_weights():
+    check_golden_parity("stgcn", shared=True)
+
+
 def test_parameter_count_matches_the_original():
     check_parameter_count("stgcn", 3_087_781)
 
