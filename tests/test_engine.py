@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smg_jax.train import checkpoint, engine, runtime
+from smg_jax.train import checkpoint, engine, monitor
 from smg_jax.train.state import TrainState
 
 
@@ -85,7 +85,7 @@ def make_engine(
                 label=f"m{i} ",
                 latest=checkpoint.Checkpointer(tmp_path / f"m{i}" / "checkpoints"),
                 best=checkpoint.Checkpointer(tmp_path / f"m{i}" / "best", 1, "score"),
-                board=runtime.TensorBoard(tmp_path / f"m{i}" / "tb", board),
+                board=monitor.TensorBoard(tmp_path / f"m{i}" / "tb", board),
                 iterator=Counter(),
                 index=None if stacked is None else i,
             )

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from smg_jax import metrics
 from smg_jax.online.errors import OnlineError
-from smg_jax.train import checkpoint, engine, optim, parallel, runtime
+from smg_jax.train import checkpoint, engine, monitor, optim, parallel
 from smg_jax.train import state as state_lib
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def fit(
         latest=checkpoint.Checkpointer(
             workdir / "checkpoints", max_to_keep=max(int(settings.keep_checkpoints), 1)
         ),
-        board=runtime.TensorBoard(workdir / "tensorboard", settings.tensorboard),
+        board=monitor.TensorBoard(workdir / "tensorboard", settings.tensorboard),
         record=FitRecord(),
     )
     restored = member.restore(state)

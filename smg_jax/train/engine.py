@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from smg_jax.train import checkpoint, distributed, runtime
+from smg_jax.train import checkpoint, distributed, monitor
 from smg_jax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class Member:
 
     label: str
     latest: checkpoint.Checkpointer
-    board: runtime.TensorBoard
+    board: monitor.TensorBoard
     iterator: Any = None
     best: checkpoint.Checkpointer | None = None
     index: int | None = None
@@ -275,7 +275,7 @@ class Engine:
         ``Preempted`` after a SIGTERM (checkpoint saved).
         """
         total = self.cadence.total_steps
-        with runtime.Preemption() as preemption:
+        with monitor.Preemption() as preemption:
             bar = tqdm(
                 total=total,
                 initial=step,

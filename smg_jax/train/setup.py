@@ -22,7 +22,7 @@ import numpy as np
 
 from smg_jax import metrics, models
 from smg_jax.data import pipeline, transforms
-from smg_jax.train import checkpoint, engine, parallel, runtime
+from smg_jax.train import checkpoint, engine, monitor, parallel
 from smg_jax.train import state as state_lib
 from smg_jax.train.errors import ConfigError
 
@@ -112,7 +112,7 @@ def make_member(
             workdir / "checkpoints", max_to_keep=int(tc.keep_checkpoints)
         ),
         best=best,
-        board=runtime.TensorBoard(workdir / "tensorboard", bool(tc.tensorboard) and primary),
+        board=monitor.TensorBoard(workdir / "tensorboard", bool(tc.tensorboard) and primary),
     )
 
 

@@ -1,4 +1,4 @@
-"""``smg_jax.train.runtime``: the SIGTERM flag and the TensorBoard writer."""
+"""``smg_jax.train.monitor``: the SIGTERM flag and the TensorBoard writer."""
 
 import os
 import signal
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from smg_jax.train import runtime
+from smg_jax.train import monitor
 
 
 @pytest.mark.skipif(
@@ -17,7 +17,7 @@ def test_sigterm_sets_the_flag_and_the_previous_handler_returns():
     calls = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
     try:
-        with runtime.Preemption() as preemption:
+        with monitor.Preemption() as preemption:
             assert not preemption.requested
             os.kill(os.getpid(), signal.SIGTERM)
             assert preemption.requested
@@ -32,7 +32,7 @@ def test_preemption_off_the_main_thread_installs_nothing():
     seen = []
 
     def body():
-        with runtime.Preemption() as preemption:
+        with monitor.Preemption() as preemption:
             seen.append(preemption.requested)
 
     worker = threading.Thread(target=body)
@@ -44,7 +44,7 @@ def test_preemption_off_the_main_thread_installs_nothing():
 def test_tensorboard_writes_scalars_only_when_enabled(tmp_path):
     import tensorflow as tf  # reads the event file tensorboardX wrote
 
-    board = runtime.TensorBoard(tmp_path / "on", enabled=True)
+    board = monitor.TensorBoard(tmp_path / "on", enabled=True)
     board.scalars(3, {"train/loss": 1.5, "test/top1": 0.25})
     board.close()
     (event_file,) = (tmp_path / "on").iterdir()
@@ -55,7 +55,7 @@ def test_tensorboard_writes_scalars_only_when_enabled(tmp_path):
     }
     assert scalars == {("train/loss", 3): 1.5, ("test/top1", 3): 0.25}
 
-    off = runtime.TensorBoard(tmp_path / "off", enabled=False)
+    off = monitor.TensorBoard(tmp_path / "off", enabled=False)
     off.scalars(1, {"train/loss": 1.0})
     off.close()
     assert not (tmp_path / "off").exists()
